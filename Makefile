@@ -1,0 +1,52 @@
+# The README's commands live here. Both work on a fresh clone of a bare Debian machine:
+# Python packages go into .venv, Debian packages (chromium, redis-server, wrk) come from
+# apt-get only when missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEBIAN_PACKAGES := chromium:chromium redis-server:redis-server wrk:wrk
+HOST ?= 127.0.0.1
+
+.PHONY: install system-deps demo test lint typecheck pytest bench docs clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Each entry is command:package; a package is installed only when its command is missing.
+system-deps:
+	@missing=""; for pair in $(DEBIAN_PACKAGES); do \
+	  cmd=$${pair%%:*}; pkg=$${pair##*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+demo: install
+	$(BIN)/python -m examples.demo --host $(HOST)
+
+lint: install
+	$(BIN)/ruff check corsengine tests benchmarks examples
+	$(BIN)/ruff format --check corsengine tests benchmarks examples
+
+typecheck: install
+	$(BIN)/mypy --strict corsengine
+
+pytest: install system-deps
+	$(BIN)/python -m pytest --cov --cov-branch --cov-report=term --cov-fail-under=95 -p no:cacheprovider
+
+test: lint typecheck pytest
+
+bench: install system-deps
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .coverage .pytest_cache .mypy_cache .ruff_cache
