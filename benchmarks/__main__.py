@@ -1,0 +1,97 @@
+"""``python -m benchmarks``: both benchmarks, a Markdown report and docs/benchmarks.png.
+
+Benchmarks report; they do not gate anything, so the exit code is 0 whatever the verdicts.
+``--update-docs`` replaces the results block of docs/benchmarks.md with this run's output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+from benchmarks import asgi, http, report
+
+ROOT = Path(__file__).resolve().parent.parent
+PLOT = ROOT / "docs" / "benchmarks.png"
+DOC = ROOT / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def _machine() -> str:
+    return f"Python {platform.python_version()} on {platform.system()} {platform.machine()}"
+
+
+def render(asgi_results: asgi.AsgiResults, http_results: http.HttpResults | None) -> str:
+    verdicts = report.asgi_verdicts(asgi_results)
+    parts = [
+        f"Measured with `make bench` ({_machine()}).",
+        "",
+        "### Overhead per request, in-process (ns; overhead = with middleware - bare app)",
+        "",
+        report.static_table(asgi_results),
+        "",
+        "### Dynamic providers on a warm cache (overhead in ns, ratio to the static list)",
+        "",
+        report.dynamic_table(asgi_results) if asgi_results.dynamic else "Not run.",
+        "",
+        "### Flood of distinct origins",
+        "",
+        report.flood_text(asgi_results.flood),
+        "",
+    ]
+    if http_results is not None:
+        verdicts += report.http_verdicts(http_results)
+        settings = http_results.settings
+        parts += [
+            f"### Throughput behind {http_results.server}, loopback "
+            f"(wrk, {settings.threads} threads, {settings.connections} connections, "
+            f"{settings.duration_s} s x {settings.rounds} rounds)",
+            "",
+            report.http_table(http_results),
+            "",
+        ]
+    parts += ["### Targets", "", *(verdict.line() for verdict in verdicts)]
+    return "\n".join(parts) + "\n"
+
+
+def update_docs(text: str) -> None:
+    doc = DOC.read_text()
+    head, _, rest = doc.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    if not rest:
+        raise SystemExit(f"{DOC} has no {BEGIN} marker")
+    DOC.write_text(f"{head}{BEGIN}\n{text}{END}{tail}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="few iterations: checks the harness runs")
+    parser.add_argument("--no-http", action="store_true", help="skip the uvicorn + wrk benchmark")
+    parser.add_argument("--update-docs", action="store_true", help=f"write the results into {DOC.name}")
+    parser.add_argument("--plot", type=Path, default=PLOT, help="where to save the plot (PNG)")
+    args = parser.parse_args(argv)
+
+    started = time.monotonic()
+    print("in-process ASGI benchmark...", file=sys.stderr)
+    asgi_results = asgi.run(asgi.QUICK if args.quick else asgi.Settings())
+    http_results = None
+    if not args.no_http:
+        print("uvicorn + wrk benchmark...", file=sys.stderr)
+        http_results = http.run(http.Settings(rounds=1, duration_s=1) if args.quick else http.Settings())
+
+    text = render(asgi_results, http_results)
+    print(text)
+    report.plot(asgi_results, http_results, args.plot)
+    print(f"plot written to {args.plot}", file=sys.stderr)
+    if args.update_docs:
+        update_docs(text)
+        print(f"results written to {DOC.relative_to(ROOT)}", file=sys.stderr)
+    print(f"done in {time.monotonic() - started:.0f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""The apps and the CORS configuration every benchmark shares.
+
+Both middlewares get the same keyword arguments, so a difference in cost is a difference in
+implementation, not in configuration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from starlette.middleware.cors import CORSMiddleware as StarletteCORSMiddleware
+
+from corsengine import CORSMiddleware
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+ASGIApp = Callable[..., Any]
+
+# Credentials on, a custom header and a second method: the shape of a typical SPA-and-API setup,
+# and it makes both middlewares write their full set of headers.
+CORS_OPTIONS: dict[str, Any] = {
+    "allow_methods": ("GET", "POST"),
+    "allow_headers": ("X-Custom",),
+    "allow_credentials": True,
+    "max_age": 600,
+}
+
+REFUSED_ORIGIN = "https://evil.example.net"
+
+
+def make_origins(size: int) -> list[str]:
+    """``size`` distinct exact origins; the one requests use is the last, the worst case of a scan."""
+    return [f"https://app{i}.example.com" for i in range(size)]
+
+
+async def bare_app(scope: Scope, receive: Any, send: Any) -> None:
+    # A fresh headers list on every call: middlewares append to it in place.
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"2")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"OK"})
+
+
+def starlette_cors(app: ASGIApp, allow_origins: Any) -> ASGIApp:
+    return StarletteCORSMiddleware(app, allow_origins=allow_origins, **CORS_OPTIONS)
+
+
+def corsengine_cors(app: ASGIApp, allow_origins: Any) -> ASGIApp:
+    return CORSMiddleware(app, allow_origins=allow_origins, **CORS_OPTIONS)
+
+
+# Zero-argument factories for `uvicorn --factory benchmarks.apps:<name>` in the HTTP benchmark.
+HTTP_ORIGINS = 100
+
+
+def http_bare() -> ASGIApp:
+    return bare_app
+
+
+def http_starlette() -> ASGIApp:
+    return starlette_cors(bare_app, make_origins(HTTP_ORIGINS))
+
+
+def http_corsengine() -> ASGIApp:
+    return corsengine_cors(bare_app, make_origins(HTTP_ORIGINS))

@@ -1,0 +1,79 @@
+"""The benchmark harness runs end to end with a handful of iterations, so it cannot rot.
+
+Structure only: timings on a shared CI machine mean nothing, and benchmarks never gate a build.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks import __main__ as bench_main
+from benchmarks import asgi, http, report
+
+
+@pytest.fixture(scope="module")
+def results() -> asgi.AsgiResults:
+    return asgi.run(asgi.QUICK)
+
+
+def test_every_scenario_is_measured_at_every_size(results: asgi.AsgiResults) -> None:
+    expected = {(size, s.name) for size in asgi.QUICK.sizes for s in asgi.SCENARIOS}
+    assert {(cell.size, cell.scenario) for cell in results.static} == expected
+    for cell in results.static:
+        assert set(cell.samples) == {"bare", "starlette", "corsengine"}
+
+
+def test_dynamic_providers_are_measured_against_the_static_list(results: asgi.AsgiResults) -> None:
+    assert [cell.scenario for cell in results.dynamic] == [s.name for s in asgi.SCENARIOS]
+    for cell in results.dynamic:
+        assert {"bare", "static", "callable", "predicate", "remote"} <= set(cell.samples)
+
+
+def test_every_sample_is_a_positive_number_per_round(results: asgi.AsgiResults) -> None:
+    for cell in results.static + results.dynamic:
+        for samples in cell.samples.values():
+            assert len(samples) == asgi.QUICK.rounds
+            assert all(sample > 0 for sample in samples)
+
+
+def test_flood_keeps_the_decision_cache_within_its_bound(results: asgi.AsgiResults) -> None:
+    flood = results.flood
+    assert flood is not None
+    assert flood.origins == asgi.QUICK.flood_origins
+    assert 0 < flood.cache_len <= flood.cache_size == asgi.QUICK.flood_cache_size
+    assert flood.peak_bytes > 0
+
+
+def test_report_has_a_verdict_for_every_in_process_target(results: asgi.AsgiResults) -> None:
+    verdicts = report.asgi_verdicts(results)
+    # Ratio to Starlette, allowlist size, three dynamic providers, memory bound.
+    assert len(verdicts) == 6
+    text = bench_main.render(results, None)
+    assert text.count("| ") > len(results.static)
+    assert all(verdict.line() in text for verdict in verdicts)
+
+
+def test_plot_is_written(results: asgi.AsgiResults, tmp_path: Path) -> None:
+    path = tmp_path / "benchmarks.png"
+    report.plot(results, None, path)
+    assert path.read_bytes().startswith(b"\x89PNG")
+
+
+def test_wrk_output_is_parsed() -> None:
+    output = (
+        "Running 4s test @ http://127.0.0.1:1/\n  2 threads and 50 connections\nRequests/sec:  12345.67\n"
+    )
+    assert http.parse_wrk(output) == pytest.approx(12345.67)
+    with pytest.raises(ValueError):
+        http.parse_wrk("unable to connect")
+
+
+def test_http_verdict_compares_with_the_bare_app() -> None:
+    results = http.HttpResults(
+        http.Settings(), "uvicorn", {"bare": [100.0], "starlette": [70.0], "corsengine": [95.0]}
+    )
+    (verdict,) = report.http_verdicts(results)
+    assert verdict.met
+    assert "0.95" in verdict.detail
