@@ -80,8 +80,8 @@ def flood_text(flood: FloodResult | None) -> str:
     return (
         f"{flood.origins:,} distinct random origins against a predicate policy: decision cache holds "
         f"{flood.cache_len:,} entries (bound {flood.cache_size:,}); traced memory peaked at "
-        f"{flood.peak_bytes / 1e6:.1f} MB over {flood.baseline_bytes / 1e6:.1f} MB before the flood "
-        f"(peak after the first tenth of the flood: {flood.early_peak_bytes / 1e6:.1f} MB)."
+        f"{flood.peak_bytes / 1e6:.1f} MB, and at {flood.early_peak_bytes / 1e6:.1f} MB after the first "
+        f"tenth of the flood ({flood.seconds:.0f} s under tracemalloc)."
     )
 
 
