@@ -35,7 +35,7 @@ def render(asgi_results: asgi.AsgiResults, http_results: http.HttpResults | None
         "",
         "### Dynamic providers on a warm cache (overhead in ns, ratio to the static list)",
         "",
-        report.dynamic_table(asgi_results) if asgi_results.dynamic else "Not run.",
+        report.dynamic_table(asgi_results),
         "",
         "### Flood of distinct origins",
         "",

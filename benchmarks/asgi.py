@@ -1,10 +1,11 @@
 """In-process benchmark: what each CORS middleware adds to a bare ASGI app, per request.
 
 No server and no network: prebuilt scope dicts, a no-op ``receive``/``send`` and ``N`` calls inside
-one coroutine, so the harness adds as little as possible to what is measured. Targets run in
-interleaved rounds (bare, Starlette, corsengine, ... in a rotating order) and every figure is the
-median over rounds, so drift in CPU frequency or a noisy neighbour hits all targets alike.
-Overhead is ``middleware - bare`` computed within each round, then the median of those.
+one coroutine, so the harness adds as little as possible to what is measured. For each scenario,
+every target (the bare app, Starlette and corsengine at each allowlist size, the dynamic
+providers) runs in the same interleaved rounds, in a rotating order, and every figure is the
+median over rounds: drift in CPU speed or a noisy neighbour hits all targets alike. Overhead is
+``middleware - bare`` computed within each round, then the median of those.
 """
 
 from __future__ import annotations
@@ -102,21 +103,23 @@ async def _send(message: Message) -> None:
 
 async def _batch(app: ASGIApp, scope: Scope, count: int) -> int:
     # The loop body is the request and nothing else; one coroutine for the whole batch.
+    # CPU time of this process, not wall time: the work is single-threaded and never waits,
+    # and time spent descheduled by other processes on a shared machine is not ours.
     receive, send = _receive, _send
-    start = time.perf_counter_ns()
+    start = time.process_time_ns()
     for _ in range(count):
         await app(scope, receive, send)
-    return time.perf_counter_ns() - start
+    return time.process_time_ns() - start
 
 
 @dataclass
 class Settings:
     # Many short rounds rather than a few long ones: on a shared machine, the median of many
     # rounds shrugs off the ones another process interrupted.
-    rounds: int = 15
+    rounds: int = 21
     # Each batch runs for about this long; calibrated per target so slow and fast targets get
     # an equally precise measurement.
-    batch_ns: int = 5_000_000
+    batch_ns: int = 4_000_000
     sizes: tuple[int, ...] = SIZES
     flood_origins: int = 1_000_000
     flood_cache_size: int = 10_000
@@ -129,20 +132,24 @@ QUICK = Settings(
     rounds=2, batch_ns=100_000, sizes=(1, 100), flood_origins=2_000, flood_cache_size=200, collect=False
 )
 
+# A target is an implementation at an allowlist size: ("starlette", 100), ("predicate", 100).
+Target = tuple[str, int]
+BARE: Target = ("bare", 0)
+
 
 @dataclass
 class Cell:
-    """One scenario at one allowlist size: ns per request for each target, one sample per round."""
+    """One scenario: ns per request for every target, one sample per round."""
 
-    size: int
     scenario: str
-    samples: dict[str, list[float]] = field(default_factory=dict)
+    samples: dict[Target, list[float]] = field(default_factory=dict)
 
-    def median(self, target: str) -> float:
+    def median(self, target: Target) -> float:
         return statistics.median(self.samples[target])
 
-    def overhead(self, target: str) -> float:
-        pairs = zip(self.samples[target], self.samples["bare"], strict=True)
+    def overhead(self, target: Target) -> float:
+        # Paired within each round, so a slow round slows both sides of the subtraction.
+        pairs = zip(self.samples[target], self.samples[BARE], strict=True)
         return statistics.median(t - b for t, b in pairs)
 
 
@@ -167,18 +174,21 @@ class Runner:
                 return max(1, int(count * self.settings.batch_ns / max(elapsed, 1)))
             count *= 4
 
-    def measure(self, size: int, scenario: Scenario, apps: dict[str, ASGIApp], scope: Scope) -> Cell:
-        counts = {name: self._calibrate(app, scope) for name, app in apps.items()}
-        cell = Cell(size, scenario.name, {name: [] for name in apps})
-        names = list(apps)
+    def measure(self, scenario: Scenario, targets: dict[Target, tuple[ASGIApp, Scope]]) -> Cell:
+        """Every target of a scenario in the same interleaved rounds: all comparisons (to
+        Starlette, across sizes, against the static list) are between neighbours in time."""
+        counts = {target: self._calibrate(app, scope) for target, (app, scope) in targets.items()}
+        cell = Cell(scenario.name, {target: [] for target in targets})
+        order = list(targets)
         for round_ in range(self.settings.rounds):
             # Rotate the order so that no target always runs right after the same other one.
-            shift = round_ % len(names)
-            for name in names[shift:] + names[:shift]:
+            shift = round_ % len(order)
+            for target in order[shift:] + order[:shift]:
+                app, scope = targets[target]
                 if self.settings.collect:
                     gc.collect()
-                elapsed = self.run(_batch(apps[name], scope, counts[name]))
-                cell.samples[name].append(elapsed / counts[name])
+                elapsed = self.run(_batch(app, scope, counts[target]))
+                cell.samples[target].append(elapsed / counts[target])
         return cell
 
     def probe(self, app: ASGIApp, scope: Scope) -> tuple[int, dict[str, str]]:
@@ -193,9 +203,9 @@ class Runner:
         return start["status"], {k.decode().lower(): v.decode() for k, v in start.get("headers", [])}
 
 
-def check_behaviour(runner: Runner, name: str, app: ASGIApp, scenario: Scenario, scope: Scope) -> None:
+def check_behaviour(runner: Runner, target: Target, app: ASGIApp, scenario: Scenario, scope: Scope) -> None:
     """Refuse to time a target that is misconfigured: a 'preflight allowed' that answers 400 would
-    make every number about it meaningless."""
+    make every number about it meaningless. The first request also warms dynamic providers."""
     status, headers = runner.probe(app, scope)
     allow_origin = headers.get("access-control-allow-origin")
     if scenario.preflight:
@@ -206,32 +216,18 @@ def check_behaviour(runner: Runner, name: str, app: ASGIApp, scenario: Scenario,
     else:
         ok = status == 200 and (allow_origin is not None) == scenario.origin_allowed
     if not ok:
-        raise RuntimeError(f"{name} misbehaves on {scenario.name!r}: status {status}, headers {headers}")
+        raise RuntimeError(f"{target} misbehaves on {scenario.name!r}: status {status}, headers {headers}")
 
 
 @dataclass
 class AsgiResults:
-    static: list[Cell]
-    dynamic: list[Cell]
+    settings: Settings
+    cells: list[Cell]
+    dynamic: list[str]
     flood: FloodResult | None = None
 
-
-def run_static(runner: Runner) -> list[Cell]:
-    cells = []
-    for size in runner.settings.sizes:
-        origins = make_origins(size)
-        apps = {
-            "bare": bare_app,
-            "starlette": starlette_cors(bare_app, origins),
-            "corsengine": corsengine_cors(bare_app, origins),
-        }
-        for scenario in SCENARIOS:
-            scope = build_scope(scenario, origins)
-            for name, app in apps.items():
-                if name != "bare":
-                    check_behaviour(runner, name, app, scenario, scope)
-            cells.append(runner.measure(size, scenario, apps, scope))
-    return cells
+    def overhead(self, scenario: str, target: Target) -> float:
+        return next(cell for cell in self.cells if cell.scenario == scenario).overhead(target)
 
 
 def dynamic_targets(origins: list[str]) -> dict[str, Any]:
@@ -250,19 +246,30 @@ def dynamic_targets(origins: list[str]) -> dict[str, Any]:
     return targets
 
 
-def run_dynamic(runner: Runner) -> list[Cell]:
-    origins = make_origins(DYNAMIC_SIZE)
-    apps: dict[str, ASGIApp] = {"bare": bare_app, "static": corsengine_cors(bare_app, origins)}
-    for name, provider in dynamic_targets(origins).items():
-        apps[name] = corsengine_cors(bare_app, provider)
+def build_apps(settings: Settings) -> tuple[dict[Target, ASGIApp], dict[int, list[str]]]:
+    allowlists = {size: make_origins(size) for size in {*settings.sizes, DYNAMIC_SIZE}}
+    apps: dict[Target, ASGIApp] = {BARE: bare_app}
+    for size in settings.sizes:
+        apps["starlette", size] = starlette_cors(bare_app, allowlists[size])
+        apps["corsengine", size] = corsengine_cors(bare_app, allowlists[size])
+    apps.setdefault(("corsengine", DYNAMIC_SIZE), corsengine_cors(bare_app, allowlists[DYNAMIC_SIZE]))
+    for name, provider in dynamic_targets(allowlists[DYNAMIC_SIZE]).items():
+        apps[name, DYNAMIC_SIZE] = corsengine_cors(bare_app, provider)
+    return apps, allowlists
+
+
+def run_cells(runner: Runner) -> list[Cell]:
+    apps, allowlists = build_apps(runner.settings)
     cells = []
     for scenario in SCENARIOS:
-        scope = build_scope(scenario, origins)
-        for name, app in apps.items():
-            if name != "bare":
-                # The probe is also the warm-up: the first request fills the provider's cache.
-                check_behaviour(runner, name, app, scenario, scope)
-        cells.append(runner.measure(DYNAMIC_SIZE, scenario, apps, scope))
+        targets = {}
+        for target, app in apps.items():
+            # Each size has its own last origin; the bare app ignores headers altogether.
+            scope = build_scope(scenario, allowlists[target[1] or DYNAMIC_SIZE])
+            if target != BARE:
+                check_behaviour(runner, target, app, scenario, scope)
+            targets[target] = (app, scope)
+        cells.append(runner.measure(scenario, targets))
     return cells
 
 
@@ -316,11 +323,12 @@ def run_flood(runner: Runner) -> FloodResult:
 
 
 def run(settings: Settings | None = None) -> AsgiResults:
-    runner = Runner(settings or Settings())
+    settings = settings or Settings()
+    runner = Runner(settings)
     try:
-        static = run_static(runner)
-        dynamic = run_dynamic(runner)
+        cells = run_cells(runner)
         flood = run_flood(runner)
     finally:
         runner.close()
-    return AsgiResults(static, dynamic, flood)
+    dynamic = [name for name, _ in cells[0].samples if name not in ("bare", "starlette", "corsengine")]
+    return AsgiResults(settings, cells, dynamic, flood)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from benchmarks.asgi import DYNAMIC_SIZE, SCENARIOS, AsgiResults, Cell, FloodResult
+from benchmarks.asgi import DYNAMIC_SIZE, AsgiResults, FloodResult
 from benchmarks.http import HttpResults
 
 # The performance targets of docs/DESIGN.md, in one place.
@@ -26,10 +27,6 @@ class Verdict:
         return f"- **{'MET' if self.met else 'MISSED'}**: {self.target} ({self.detail})"
 
 
-def _cells(cells: list[Cell], size: int) -> dict[str, Cell]:
-    return {cell.scenario: cell for cell in cells if cell.size == size}
-
-
 def _ns(value: float) -> str:
     return f"{value:,.0f}"
 
@@ -40,24 +37,28 @@ def static_table(results: AsgiResults) -> str:
         "| corsengine / Starlette |",
         "|--:|---|--:|--:|--:|--:|",
     ]
-    for cell in results.static:
-        starlette, ours = cell.overhead("starlette"), cell.overhead("corsengine")
-        lines.append(
-            f"| {cell.size:,} | {cell.scenario} | {_ns(cell.median('bare'))} | {_ns(starlette)} "
-            f"| {_ns(ours)} | {ours / starlette:.2f} |"
-        )
+    for size in results.settings.sizes:
+        for cell in results.cells:
+            starlette, ours = cell.overhead(("starlette", size)), cell.overhead(("corsengine", size))
+            lines.append(
+                f"| {size:,} | {cell.scenario} | {_ns(cell.median(('bare', 0)))} | {_ns(starlette)} "
+                f"| {_ns(ours)} | {ours / starlette:.2f} |"
+            )
     return "\n".join(lines)
 
 
 def dynamic_table(results: AsgiResults) -> str:
-    names = [name for name in results.dynamic[0].samples if name not in ("bare", "static")]
+    names = results.dynamic
     lines = [
         "| scenario | static list | " + " | ".join(names) + " |",
         "|---|--:|" + "--:|" * len(names),
     ]
-    for cell in results.dynamic:
-        static = cell.overhead("static")
-        row = [f"{_ns(cell.overhead(name))} ({cell.overhead(name) / static:.2f}x)" for name in names]
+    for cell in results.cells:
+        static = cell.overhead(("corsengine", DYNAMIC_SIZE))
+        row = []
+        for name in names:
+            overhead = cell.overhead((name, DYNAMIC_SIZE))
+            row.append(f"{_ns(overhead)} ({overhead / static:.2f}x)")
         lines.append(f"| {cell.scenario} | {_ns(static)} | " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -85,42 +86,50 @@ def flood_text(flood: FloodResult | None) -> str:
     )
 
 
+def _worst(ratios: dict[str, float]) -> str:
+    scenario = max(ratios, key=ratios.__getitem__)
+    return f"worst: {scenario}, {ratios[scenario]:.2f} x"
+
+
 def asgi_verdicts(results: AsgiResults) -> list[Verdict]:
     verdicts = []
-    at_target = _cells(results.static, TARGET_SIZE)
-    if at_target:
-        ratios = {s: c.overhead("corsengine") / c.overhead("starlette") for s, c in at_target.items()}
-        worst = max(ratios, key=ratios.__getitem__)
+    sizes = results.settings.sizes
+    if TARGET_SIZE in sizes:
+        ratios = {
+            c.scenario: c.overhead(("corsengine", TARGET_SIZE)) / c.overhead(("starlette", TARGET_SIZE))
+            for c in results.cells
+        }
         verdicts.append(
             Verdict(
                 f"overhead ≤ {MAX_RATIO_TO_STARLETTE} x Starlette's "
                 f"in every scenario at {TARGET_SIZE} origins",
                 all(r <= MAX_RATIO_TO_STARLETTE for r in ratios.values()),
-                f"worst: {worst}, {ratios[worst]:.2f} x",
+                _worst(ratios),
             )
         )
-    smallest, largest = min(results_sizes(results)), max(results_sizes(results))
+    smallest, largest = min(sizes), max(sizes)
     if smallest != largest:
-        small, large = _cells(results.static, smallest), _cells(results.static, largest)
-        growth = {s: large[s].overhead("corsengine") / small[s].overhead("corsengine") for s in small}
-        worst = max(growth, key=growth.__getitem__)
+        growth = {
+            c.scenario: c.overhead(("corsengine", largest)) / c.overhead(("corsengine", smallest))
+            for c in results.cells
+        }
         verdicts.append(
             Verdict(
                 f"{largest:,} origins within {MAX_SIZE_GROWTH} x the cost of {smallest:,}",
                 all(g <= MAX_SIZE_GROWTH for g in growth.values()),
-                f"worst: {worst}, {growth[worst]:.2f} x",
+                _worst(growth),
             )
         )
-    for name in results.dynamic[0].samples if results.dynamic else ():
-        if name in ("bare", "static"):
-            continue
-        ratios = {c.scenario: c.overhead(name) / c.overhead("static") for c in results.dynamic}
-        worst = max(ratios, key=ratios.__getitem__)
+    for name in results.dynamic:
+        ratios = {
+            c.scenario: c.overhead((name, DYNAMIC_SIZE)) / c.overhead(("corsengine", DYNAMIC_SIZE))
+            for c in results.cells
+        }
         verdicts.append(
             Verdict(
                 f"warm {name} provider within {MAX_DYNAMIC_RATIO} x a static list ({DYNAMIC_SIZE} origins)",
                 all(r <= MAX_DYNAMIC_RATIO for r in ratios.values()),
-                f"worst: {worst}, {ratios[worst]:.2f} x",
+                _worst(ratios),
             )
         )
     if results.flood is not None:
@@ -137,10 +146,6 @@ def asgi_verdicts(results: AsgiResults) -> list[Verdict]:
             )
         )
     return verdicts
-
-
-def results_sizes(results: AsgiResults) -> list[int]:
-    return sorted({cell.size for cell in results.static})
 
 
 def http_verdicts(results: HttpResults) -> list[Verdict]:
@@ -165,26 +170,30 @@ def plot(asgi: AsgiResults, http: HttpResults | None, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
-    scenario_names = [s.name for s in SCENARIOS]
-    width = 0.38
+    scenarios = [cell.scenario for cell in asgi.cells]
+    xs = list(range(len(scenarios)))
+    sizes = asgi.settings.sizes
+    size = TARGET_SIZE if TARGET_SIZE in sizes else sizes[-1]
+
+    def bars(ax: Any, names: list[tuple[str, str]], at: int) -> None:
+        step = 0.8 / len(names)
+        for i, (name, label) in enumerate(names):
+            values = [cell.overhead((name, at)) / 1000 for cell in asgi.cells]
+            ax.bar([x - 0.4 + step * (i + 0.5) for x in xs], values, step, label=label)
+        ax.set_xticks(xs, scenarios, rotation=15)
+        ax.set_ylabel("overhead over the bare app (µs / request)")
+        ax.legend(fontsize="small")
 
     ax = axes[0][0]
-    cells = _cells(asgi.static, TARGET_SIZE) or _cells(asgi.static, results_sizes(asgi)[-1])
-    xs = range(len(scenario_names))
-    for offset, (target, label) in zip((-width / 2, width / 2), _LABELS.items(), strict=True):
-        values = [cells[name].overhead(target) / 1000 for name in scenario_names]
-        ax.bar([x + offset for x in xs], values, width, label=label)
-    ax.set_xticks(list(xs), scenario_names, rotation=20)
-    ax.set_ylabel("overhead over bare app (µs / request)")
-    ax.set_title(f"Per-request overhead, {next(iter(cells.values())).size} origins")
-    ax.legend()
+    bars(ax, list(_LABELS.items()), size)
+    ax.set_title(f"Per-request overhead, {size:,} origins")
 
     ax = axes[0][1]
-    sizes = results_sizes(asgi)
-    for target, label in _LABELS.items():
+    for (name, label), colour in zip(_LABELS.items(), ("C0", "C1"), strict=True):
         for scenario, style in (("allowed", "-o"), ("refused", "--s")):
-            values = [_cells(asgi.static, size)[scenario].overhead(target) / 1000 for size in sizes]
-            ax.plot(sizes, values, style, label=f"{label}, {scenario}")
+            cell = next(cell for cell in asgi.cells if cell.scenario == scenario)
+            values = [cell.overhead((name, at)) / 1000 for at in sizes]
+            ax.plot(sizes, values, style, color=colour, label=f"{label}, {scenario}")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("exact origins in the allowlist")
@@ -193,15 +202,7 @@ def plot(asgi: AsgiResults, http: HttpResults | None, path: Path) -> None:
     ax.legend(fontsize="small")
 
     ax = axes[1][0]
-    if asgi.dynamic:
-        names = [name for name in asgi.dynamic[0].samples if name != "bare"]
-        step = 0.8 / len(names)
-        for i, name in enumerate(names):
-            values = [cell.overhead(name) / 1000 for cell in asgi.dynamic]
-            ax.bar([x - 0.4 + step * (i + 0.5) for x in xs], values, step, label=name)
-        ax.set_xticks(list(xs), [cell.scenario for cell in asgi.dynamic], rotation=20)
-        ax.legend(fontsize="small")
-    ax.set_ylabel("overhead (µs / request)")
+    bars(ax, [("corsengine", "static list"), *((name, name) for name in asgi.dynamic)], DYNAMIC_SIZE)
     ax.set_title(f"corsengine providers on a warm cache, {DYNAMIC_SIZE} origins")
 
     ax = axes[1][1]
