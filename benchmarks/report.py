@@ -79,8 +79,9 @@ def flood_text(flood: FloodResult | None) -> str:
     if flood is None:
         return "Flood check not run."
     return (
-        f"{flood.origins:,} distinct random origins against a predicate policy: decision cache holds "
-        f"{flood.cache_len:,} entries (bound {flood.cache_size:,}); traced memory peaked at "
+        f"{flood.origins:,} distinct random origins against a predicate policy: the predicate's "
+        f"decision cache holds {flood.cache_len:,} entries (bound {flood.cache_size:,}), the rule memo "
+        f"{flood.memo_len:,} (bound {flood.memo_size:,}); traced memory peaked at "
         f"{flood.peak_bytes / 1e6:.1f} MB, and at {flood.early_peak_bytes / 1e6:.1f} MB after the first "
         f"tenth of the flood ({flood.seconds:.0f} s under tracemalloc)."
     )
@@ -136,7 +137,11 @@ def asgi_verdicts(results: AsgiResults) -> list[Verdict]:
         flood = results.flood
         # Bounded means: the cache never exceeds its size, and once it is full, nine times more
         # distinct origins do not raise the peak (10% slack for allocator noise).
-        bounded = flood.cache_len <= flood.cache_size and flood.peak_bytes <= 1.1 * flood.early_peak_bytes
+        bounded = (
+            flood.cache_len <= flood.cache_size
+            and flood.memo_len <= flood.memo_size
+            and flood.peak_bytes <= 1.1 * flood.early_peak_bytes
+        )
         verdicts.append(
             Verdict(
                 "memory bounded under a flood of distinct origins",
