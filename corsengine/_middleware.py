@@ -28,6 +28,7 @@ _VARY = b"vary"
 _ORIGIN_TOKEN = b"Origin"
 _CONTENT_TYPE = (b"content-type", b"text/plain; charset=utf-8")
 _PREFLIGHT_MEMO_SIZE = 1024
+_MAYBE_OURS = frozenset((b"a", b"A", b"v", b"V"))
 _DUPLICATE = "\x00duplicate"  # never a valid origin, so it is refused like any malformed one
 
 
@@ -51,6 +52,11 @@ def _response_headers(
     out: list[Any] = []
     vary: bytes | None = None
     for header in app_headers:
+        # Only a name starting with "a" or "v" can be Vary or one of ours; the others (most
+        # of an app's headers) pass through without lower() and the prefix tests.
+        if header[0][:1] not in _MAYBE_OURS:
+            out.append(header)
+            continue
         name = header[0].lower()
         if name == _VARY:
             vary = header[1] if vary is None else vary + b", " + header[1]
