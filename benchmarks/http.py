@@ -31,8 +31,8 @@ TARGETS = {
 
 @dataclass
 class Settings:
-    rounds: int = 2
-    duration_s: int = 4
+    rounds: int = 3
+    duration_s: int = 3
     threads: int = 2
     connections: int = 50
 
@@ -47,6 +47,12 @@ class HttpResults:
 
     def median(self, target: str) -> float:
         return statistics.median(self.samples[target])
+
+    def ratio(self, target: str) -> float:
+        """Median over rounds of target / bare: rounds run back to back, so a round's ratio is
+        measured under one load, even when the machine's load drifts between rounds."""
+        pairs = zip(self.samples[target], self.samples["bare"], strict=True)
+        return statistics.median(t / b for t, b in pairs)
 
 
 def _free_port() -> int:

@@ -66,12 +66,13 @@ def dynamic_table(results: AsgiResults) -> str:
 def http_table(results: HttpResults) -> str:
     if results.skipped:
         return f"HTTP benchmark skipped: {results.skipped}."
-    bare = results.median("bare")
-    lines = ["| app | req/s (median) | x bare app | samples |", "|---|--:|--:|---|"]
+    lines = [
+        "| app | req/s (median) | x bare app (median per round) | req/s per round |",
+        "|---|--:|--:|---|",
+    ]
     for name, samples in results.samples.items():
-        median = results.median(name)
         runs = ", ".join(f"{sample:,.0f}" for sample in samples)
-        lines.append(f"| {name} | {median:,.0f} | {median / bare:.2f} | {runs} |")
+        lines.append(f"| {name} | {results.median(name):,.0f} | {results.ratio(name):.2f} | {runs} |")
     return "\n".join(lines)
 
 
@@ -156,8 +157,7 @@ def asgi_verdicts(results: AsgiResults) -> list[Verdict]:
 def http_verdicts(results: HttpResults) -> list[Verdict]:
     if results.skipped:
         return []
-    ratio = results.median("corsengine") / results.median("bare")
-    starlette = results.median("starlette") / results.median("bare")
+    ratio, starlette = results.ratio("corsengine"), results.ratio("starlette")
     return [
         Verdict(
             f"uvicorn throughput with corsengine ≥ {MIN_THROUGHPUT_RATIO} x the bare app's",
