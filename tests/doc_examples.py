@@ -1,10 +1,12 @@
-"""Code blocks of a markdown page, so that every example in the docs is executed by a test."""
+"""Extract the code examples of a Markdown file, so that tests can run them."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # An opening fence: ``` or ~~~, a language, and mkdocs-style attributes such as title="cors.toml".
 _FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}|~{3,})\s*(?P<language>[\w+-]*)(?P<info>[^\n]*)$")
@@ -43,3 +45,17 @@ def code_blocks(path: str | Path, language: str | None = "python") -> list[CodeB
         if language is None or block.language == language:
             blocks.append(block)
     return blocks
+
+
+def python_blocks(path: Path) -> list[str]:
+    """Every fenced ```python block of ``path``, in order."""
+    return [block.code for block in code_blocks(path, "python")]
+
+
+def run_blocks(path: Path) -> dict[str, object]:
+    """Run the blocks of one file in order, in one namespace (later blocks build on earlier)."""
+    namespace: dict[str, object] = {"__name__": f"doc_{path.stem}"}
+    for index, block in enumerate(python_blocks(path)):
+        code = compile(block, f"{path.name}[block {index}]", "exec")
+        exec(code, namespace)
+    return namespace

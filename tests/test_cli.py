@@ -82,8 +82,12 @@ def test_check_quotes_hostile_origins(capsys: pytest.CaptureFixture[str], config
     assert "\x1b" not in out
 
 
-def test_check_preflight_is_implied_by_a_non_simple_method(capsys: pytest.CaptureFixture[str], config: Path) -> None:
-    status, document = run_json(capsys, "check", config, "--origin", "https://a.partner.example", "--method", "PUT")
+def test_check_preflight_is_implied_by_a_non_simple_method(
+    capsys: pytest.CaptureFixture[str], config: Path
+) -> None:
+    status, document = run_json(
+        capsys, "check", config, "--origin", "https://a.partner.example", "--method", "PUT"
+    )
     assert status == 0
     assert document["kind"] == "preflight"
     assert document["status"] == 200
@@ -110,10 +114,22 @@ def test_check_preflight_is_implied_by_headers(capsys: pytest.CaptureFixture[str
 
 
 def test_check_repeated_header_flags(capsys: pytest.CaptureFixture[str], config: Path) -> None:
-    argv = ["check", config, "--origin", "https://app.example.com", "--header", "X-Token", "--header", "content-type"]
+    argv = [
+        "check",
+        config,
+        "--origin",
+        "https://app.example.com",
+        "--header",
+        "X-Token",
+        "--header",
+        "content-type",
+    ]
     status, document = run_json(capsys, *argv)
     assert status == 0
-    assert document["headers"]["Access-Control-Allow-Headers"] == "Accept, Accept-Language, Content-Language, Content-Type, X-Token"
+    assert (
+        document["headers"]["Access-Control-Allow-Headers"]
+        == "Accept, Accept-Language, Content-Language, Content-Type, X-Token"
+    )
 
 
 def test_check_no_preflight_overrides(capsys: pytest.CaptureFixture[str], config: Path) -> None:
@@ -133,7 +149,9 @@ def test_check_forced_preflight_human_output(capsys: pytest.CaptureFixture[str],
 
 
 def test_check_private_network(capsys: pytest.CaptureFixture[str], config: Path) -> None:
-    status, document = run_json(capsys, "check", config, "--origin", "https://app.example.com", "--private-network")
+    status, document = run_json(
+        capsys, "check", config, "--origin", "https://app.example.com", "--private-network"
+    )
     assert status == 1
     assert document["kind"] == "preflight"
     assert document["failures"] == ["private-network"]
@@ -162,12 +180,16 @@ def test_check_bad_configuration_json(capsys: pytest.CaptureFixture[str], bad_co
     ]
 
 
-def test_check_bad_json_configuration_names_the_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_check_bad_json_configuration_names_the_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     path = tmp_path / "cors.json"
     path.write_text('{\n  "allow_origins": ["https://a.example.com"],\n  "allow_credential": true\n}\n')
     status, _, err = run(capsys, "check", path, "--origin", "https://a.example.com")
     assert status == 2
-    assert err.startswith(f"error: {path}:3: corsengine.E022: allow_credential: unknown key 'allow_credential'")
+    assert err.startswith(
+        f"error: {path}:3: corsengine.E022: allow_credential: unknown key 'allow_credential'"
+    )
     assert "did you mean 'allow_credentials'?" in err
 
 
@@ -176,7 +198,10 @@ def test_normalization_notes_go_to_stderr(capsys: pytest.CaptureFixture[str], tm
     path.write_text('allow_origins = ["https://APP.example.com:443"]\n')
     status, _, err = run(capsys, "check", path, "--origin", "https://app.example.com")
     assert status == 0
-    assert err == f"note: {path}: origin 'https://APP.example.com:443' was normalized to 'https://app.example.com'\n"
+    assert (
+        err
+        == f"note: {path}: origin 'https://APP.example.com:443' was normalized to 'https://app.example.com'\n"
+    )
 
 
 # --- explain -------------------------------------------------------------------------------
@@ -322,7 +347,9 @@ def lint_codes(capsys: pytest.CaptureFixture[str], tmp_path: Path, text: str) ->
             id="unescaped-dot-in-group",
         ),
         pytest.param(
-            'allow_origin_regex = "https://([a-z.]+[.])?example\\\\.com(:[0-9]{2,5})?"\n', [], id="dots-in-classes"
+            'allow_origin_regex = "https://([a-z.]+[.])?example\\\\.com(:[0-9]{2,5})?"\n',
+            [],
+            id="dots-in-classes",
         ),
         pytest.param(
             'allow_origin_regex = "https://.*example\\\\.com"\n',
@@ -347,7 +374,9 @@ def lint_codes(capsys: pytest.CaptureFixture[str], tmp_path: Path, text: str) ->
             id="any-header-with-credentials",
         ),
         pytest.param('allow_headers = ["*"]\n', [], id="any-header-without-credentials"),
-        pytest.param('allow_methods = ["*"]\n', [("corsengine.W108", "allow_methods[0]", 1)], id="any-method"),
+        pytest.param(
+            'allow_methods = ["*"]\n', [("corsengine.W108", "allow_methods[0]", 1)], id="any-method"
+        ),
         pytest.param(
             "\nallow_private_network = true\n",
             [("corsengine.W109", "allow_private_network", 2)],
@@ -398,7 +427,9 @@ def test_lint_bad_configuration(capsys: pytest.CaptureFixture[str], bad_config: 
     assert [p["code"] for p in document["problems"]] == ["corsengine.E001", "corsengine.E022"]
 
 
-def test_lint_nested_quantifiers_are_configuration_errors(capsys: pytest.CaptureFixture[str], config: Path) -> None:
+def test_lint_nested_quantifiers_are_configuration_errors(
+    capsys: pytest.CaptureFixture[str], config: Path
+) -> None:
     config.write_text('allow_origin_regex = "https://([a-z]+)*\\\\.example\\\\.com"\n')
     status, _, err = run(capsys, "lint", config)
     assert status == 2
@@ -427,7 +458,9 @@ def test_command_groups_plug_in_with_one_call() -> None:
     assert sorted(subparsers.choices) == ["check", "explain", "lint"]  # type: ignore[attr-defined]
 
 
-def test_python_dash_m(capsys: pytest.CaptureFixture[str], config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_python_dash_m(
+    capsys: pytest.CaptureFixture[str], config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(sys, "argv", ["corsengine", "check", str(config), "--origin", "https://evil.example"])
     with pytest.raises(SystemExit) as exited:
         importlib.import_module("corsengine.__main__")

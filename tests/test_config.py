@@ -63,7 +63,10 @@ def test_a_toml_file_builds_the_policy(tmp_path: Path) -> None:
 
 
 def test_a_json_file_builds_the_same_policy(tmp_path: Path) -> None:
-    document = {"allow_origins": ["https://app.example.com"], "allow_origin_regex": r"https://[a-z]+\.example\.org"}
+    document = {
+        "allow_origins": ["https://app.example.com"],
+        "allow_origin_regex": r"https://[a-z]+\.example\.org",
+    }
     policy = load_policy(write(tmp_path, "cors.json", json.dumps(document)))
     assert_allowed(policy, "https://docs.example.org")
     assert_allowed(policy, "https://app.example.com")
@@ -104,7 +107,9 @@ def test_pyproject_without_the_table(tmp_path: Path) -> None:
             id="unknown-key",
         ),
         pytest.param('max_age = "600"\n', [("corsengine.E022", "max_age", 1)], id="wrong-type"),
-        pytest.param("allow_credentials = 1\n", [("corsengine.E022", "allow_credentials", 1)], id="strict-bool"),
+        pytest.param(
+            "allow_credentials = 1\n", [("corsengine.E022", "allow_credentials", 1)], id="strict-bool"
+        ),
         pytest.param(
             'allow_origins = "https://a.example.com, https://b.example.com"\n',
             [("corsengine.E010", "allow_origins", 1)],
@@ -130,15 +135,27 @@ def test_pyproject_without_the_table(tmp_path: Path) -> None:
             [("corsengine.E012", "allow_origins[0]", 1)],
             id="any-with-credentials",
         ),
-        pytest.param('allow_origin_regex = "(a+)+"\n', [("corsengine.E008", "allow_origin_regex", 1)], id="redos"),
-        pytest.param('allow_methods = ["GET", "BAD METHOD"]\n', [("corsengine.E014", "allow_methods[1]", 1)], id="method"),
         pytest.param(
-            'expose_headers = ["X-Ok", "bad header"]\n', [("corsengine.E015", "expose_headers[1]", 1)], id="expose"
+            'allow_origin_regex = "(a+)+"\n', [("corsengine.E008", "allow_origin_regex", 1)], id="redos"
         ),
-        pytest.param('\n\nallow_headers = ["a b"]\n', [("corsengine.E015", "allow_headers[0]", 3)], id="header"),
+        pytest.param(
+            'allow_methods = ["GET", "BAD METHOD"]\n',
+            [("corsengine.E014", "allow_methods[1]", 1)],
+            id="method",
+        ),
+        pytest.param(
+            'expose_headers = ["X-Ok", "bad header"]\n',
+            [("corsengine.E015", "expose_headers[1]", 1)],
+            id="expose",
+        ),
+        pytest.param(
+            '\n\nallow_headers = ["a b"]\n', [("corsengine.E015", "allow_headers[0]", 3)], id="header"
+        ),
         pytest.param("preflight_status = 404\n", [("corsengine.E013", "preflight_status", 1)], id="status"),
         pytest.param(
-            '[origins_file]\npath = "origins.txt"\n', [("corsengine.E022", "origins_file", 1)], id="unknown-table"
+            '[origins_file]\npath = "origins.txt"\n',
+            [("corsengine.E022", "origins_file", 1)],
+            id="unknown-table",
         ),
     ],
 )
@@ -187,7 +204,9 @@ def test_json_duplicate_keys_are_errors(tmp_path: Path) -> None:
 
 
 def test_json_must_be_an_object(tmp_path: Path) -> None:
-    assert located(write(tmp_path, "cors.json", '["https://a.example.com"]')) == [("corsengine.E021", None, 1)]
+    assert located(write(tmp_path, "cors.json", '["https://a.example.com"]')) == [
+        ("corsengine.E021", None, 1)
+    ]
 
 
 def test_json_nested_too_deeply(tmp_path: Path) -> None:
@@ -263,7 +282,7 @@ def test_toml_scanner_handles_every_kind_of_value() -> None:
         "site.'dotted key' = { a = [1, [2, 3]], b = 'x' }\n"
         "[[servers]]\n"
         "name = 'alpha' # comment\n"
-        "[ table . \"sub\" ]\n"
+        '[ table . "sub" ]\n'
         "empty = []\n"
         "trailing = [\n  1,\n  2,\n]\n"
     )
@@ -283,5 +302,11 @@ def test_toml_scanner_handles_every_kind_of_value() -> None:
 def test_json_scanner_handles_nesting_and_escapes() -> None:
     text = '{"a\\"b": {"c": [1, true, null, "x,]}"]},\n "d": {},\n "e": [] }'
     lines, duplicates = json_key_lines(text)
-    assert lines == {("a\"b",): 1, ("a\"b", "c"): 1, **{("a\"b", "c", i): 1 for i in range(4)}, ("d",): 2, ("e",): 3}
+    assert lines == {
+        ('a"b',): 1,
+        ('a"b', "c"): 1,
+        **{('a"b', "c", i): 1 for i in range(4)},
+        ("d",): 2,
+        ("e",): 3,
+    }
     assert duplicates == []

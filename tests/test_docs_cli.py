@@ -51,7 +51,9 @@ def transcripts() -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize(("command", "expected"), transcripts(), ids=[c for c, _ in transcripts()])
-def test_cli_transcripts(capsys: pytest.CaptureFixture[str], cli_files: Path, command: str, expected: str) -> None:
+def test_cli_transcripts(
+    capsys: pytest.CaptureFixture[str], cli_files: Path, command: str, expected: str
+) -> None:
     main(shlex.split(command)[1:])
     out, err = capsys.readouterr()
     assert out + err == expected
@@ -68,7 +70,9 @@ def test_the_json_example_is_the_toml_example(cli_files: Path) -> None:
     toml, json = load_policy("cors.toml"), load_policy("cors.json")
     for origin in ("https://app.example.com", "https://eu.partner.example", "https://partner.example"):
         for method in ("GET", "PUT", "DELETE"):
-            assert toml.evaluate(origin, method, preflight=True) == json.evaluate(origin, method, preflight=True)
+            assert toml.evaluate(origin, method, preflight=True) == json.evaluate(
+                origin, method, preflight=True
+            )
 
 
 def test_testing_examples_pass_under_pytest(pytester: pytest.Pytester) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-USER_TESTS = '''
+USER_TESTS = """
 import pytest
 
 from corsengine.providers import CallableProvider
@@ -61,7 +61,7 @@ def test_failure_message_is_the_reason(cors_policy, cors_assert):
 
 def test_refused_failure(cors_policy, cors_assert):
     cors_assert.refused(cors_policy(["https://app.example.com"]), "https://app.example.com")
-'''
+"""
 
 
 def test_fixtures_in_a_user_test_file(pytester: pytest.Pytester) -> None:
@@ -100,5 +100,7 @@ def test_loading_the_plugin_imports_nothing_beyond_the_package() -> None:
         "new = set(sys.modules) - before - {'corsengine.pytest_plugin'}\n"
         "print(sorted(m for m in new if m.split('.')[0] in ('corsengine', 'pydantic')))"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
     assert result.stdout.strip() == "[]"
