@@ -311,11 +311,12 @@ def _locate(
     if problem.code == "corsengine.E015":
         name = "expose_headers" if problem.message.startswith("expose_headers") else "allow_headers"
     key: KeyPath = (name,) if name else ()
-    value = data.get(name) if name else None
-    if isinstance(value, list):
-        for index, item in enumerate(value):
+    items = data.get(name) if name else None
+    if name and isinstance(items, list):
+        # The entry is quoted in the message (unless it is too long to quote whole).
+        for index, item in enumerate(items):
             if isinstance(item, str) and (repr(item) in problem.message or ascii(item) in problem.message):
-                key = (name, index) if name else ()
+                key = (name, index)
                 break
     return ConfigProblem(
         problem.code, problem.message, problem.hint, path, _line_of(lines, prefix, key), _field_name(key)

@@ -184,6 +184,11 @@ def test_every_problem_is_listed_at_once_in_file_order(tmp_path: Path) -> None:
     assert str(found[0]).startswith(f"{tmp_path / 'cors.toml'}:3: corsengine.E003: allow_origins[1]: ")
 
 
+def test_an_entry_too_long_to_quote_is_located_by_its_key(tmp_path: Path) -> None:
+    text = f'max_age = 60\nallow_origins = ["https://app.example.com/{"x" * 100}"]\n'
+    assert located(write(tmp_path, "cors.toml", text)) == [("corsengine.E001", "allow_origins", 2)]
+
+
 def test_json_problems_name_the_field_and_the_line(tmp_path: Path) -> None:
     text = '{\n  "allow_origins": [\n    "https://ok.example.com",\n    "https://bad.example.com?q"\n  ],\n  "maxAge": 5\n}\n'
     assert located(write(tmp_path, "cors.json", text)) == [
