@@ -1,8 +1,9 @@
 """Over the wire: uvicorn on loopback, loaded by wrk, bare app versus each middleware.
 
-Each target gets its own uvicorn process (one worker, no access log, a free port) and a short
-wrk run; targets alternate over rounds and the median req/s is kept. Every process is stopped
-by the harness, and every wrk run is bounded by a timeout, so a hung server cannot hang the run.
+Each target gets its own uvicorn process (one worker, no access log, a free port), all started
+up front; then short wrk runs alternate between them over several rounds, so that every round
+compares the targets under the same load, and the median is kept. Every process is stopped by
+the harness, and every wrk run is bounded by a timeout, so a hung server cannot hang the run.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ TARGETS = {
 
 @dataclass
 class Settings:
-    rounds: int = 3
-    duration_s: int = 3
+    # Short runs, many rounds: on a shared machine the load changes from second to second.
+    rounds: int = 6
+    duration_s: int = 2
     threads: int = 2
     connections: int = 50
 
@@ -139,10 +141,11 @@ def run(settings: Settings | None = None) -> HttpResults:
     if shutil.which("wrk") is None:
         results.skipped = "wrk is not installed (`make system-deps` installs it)"
         return results
-    for round_ in range(settings.rounds):
+    with contextlib.ExitStack() as servers:
+        ports = {name: servers.enter_context(serve(factory)) for name, factory in TARGETS.items()}
         names = list(TARGETS)
-        shift = round_ % len(names)
-        for name in names[shift:] + names[:shift]:
-            with serve(TARGETS[name]) as port:
-                results.samples[name].append(wrk(port, settings))
+        for round_ in range(settings.rounds):
+            shift = round_ % len(names)
+            for name in names[shift:] + names[:shift]:
+                results.samples[name].append(wrk(ports[name], settings))
     return results
