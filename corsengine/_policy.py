@@ -323,7 +323,11 @@ class Policy:
         state = self._resolver.state
         if state.deadline != math.inf and state.deadline <= self.clock():
             return PENDING
-        verdict = self._rules_say(state, origin)
+        # The memo hit inline: this runs on every request with an Origin, and a call costs
+        # more than the lookup itself.
+        verdict = state.memo.get(origin, _MISSING)
+        if verdict is _MISSING:
+            verdict = self._rules_say(state, origin)
         if type(verdict) is str:
             return verdict
         if verdict is MALFORMED or not state.predicates:
