@@ -158,7 +158,7 @@ class RemoteJSONProvider(BaseProvider):
         for _ in range(self.max_redirects + 1):
             response = await self.client.send(request, stream=True, follow_redirects=False)
             try:
-                if response.is_redirect:
+                if response.has_redirect_location:
                     request = self._follow(request, response)
                     continue
                 return await self._handle(response)
@@ -167,7 +167,7 @@ class RemoteJSONProvider(BaseProvider):
         raise ProviderError(f"{quote(self.url)} redirected more than {self.max_redirects} times")
 
     def _follow(self, request: httpx.Request, response: httpx.Response) -> httpx.Request:
-        # httpx's is_redirect already checked that a Location header is present.
+        # has_redirect_location checked the status (301, 302, 303, 307, 308) and Location.
         target = request.url.join(response.headers["Location"])
         if request.url.scheme == "https" and target.scheme != "https":
             raise ProviderError(f"{quote(str(request.url))} redirected to {quote(str(target))}: not https")

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import shutil
 import socket
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+import anyio
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -201,3 +204,19 @@ class DocumentServer:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(5)
+
+
+async def eventually(condition: Callable[[], Awaitable[bool] | bool], within: float = 5.0) -> None:
+    """Await until ``condition()`` holds, checking every few ms; fails after ``within`` seconds.
+
+    Polling is the point: the condition is observed from outside (a policy answer, a
+    Redis counter), there is no event to wait on.
+    """
+    with anyio.fail_after(within):
+        while True:
+            result = condition()
+            if inspect.isawaitable(result):
+                result = await result
+            if result:
+                return
+            await anyio.sleep(0.005)
