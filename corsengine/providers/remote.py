@@ -27,7 +27,9 @@ DEFAULT_MIN_TTL = 5.0
 DEFAULT_MAX_TTL = 3600.0
 DEFAULT_CONNECT_TIMEOUT = 2.0
 DEFAULT_READ_TIMEOUT = 3.0
-DEFAULT_TOTAL_TIMEOUT = 5.0
+# Below the resolver's first-load timeout (5 s), so a first fetch that times out still
+# leaves time to serve the on-disk copy.
+DEFAULT_TOTAL_TIMEOUT = 4.0
 DEFAULT_MAX_BYTES = 1_000_000
 DEFAULT_MAX_REDIRECTS = 3
 DEFAULT_CACHE_MAX_AGE = 86400.0

@@ -9,6 +9,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 import respx
@@ -339,3 +340,25 @@ async def test_a_failed_write_leaves_no_temporary_file(
     monkeypatch.setattr(os, "replace", broken_replace)
     await RemoteJSONProvider(URL, client=client, cache_path=tmp_path / "cors.json").load()
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.anyio
+async def test_a_first_fetch_that_times_out_falls_back_to_the_saved_copy(
+    mock: respx.MockRouter, client: httpx.AsyncClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = tmp_path / "cors.json"
+    route = mock.get(URL)
+    route.return_value = httpx.Response(200, json=GOOD)
+    await RemoteJSONProvider(URL, client=client, cache_path=cache).load()
+
+    async def hang(request: httpx.Request) -> httpx.Response:
+        await anyio.sleep(10)
+        raise AssertionError("the total timeout should have fired")
+
+    route.side_effect = hang
+    clock = FakeClock()
+    provider = RemoteJSONProvider(URL, client=client, cache_path=cache, timeout=0.1)
+    policy = Policy(allow_origins=provider, clock=clock, timeout=1)  # the provider's own timeout fires first
+    with caplog.at_level(logging.WARNING, "corsengine"):
+        assert (await policy.aevaluate("https://app.example.com")).allowed
+    assert "failed ('timed out'); serving the copy saved in" in caplog.text
