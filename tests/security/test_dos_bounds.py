@@ -1,0 +1,45 @@
+"""DoS bounds: every piece of attacker-controlled input costs a bounded amount of work."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from corsengine import ConfigurationError, Policy
+from corsengine._regex import check_regex
+
+# Each of these takes from a second to hours on a 326-byte origin with Python's backtracking
+# engine, without nesting one quantifier inside another.
+SUPERLINEAR_REGEXES = {
+    "alternation-with-common-prefix": r"https://(a|a)*\.example\.com",
+    "overlapping-alternation": r"https://(a|aa)*\.example\.com",
+    "multi-char-alternation": r"https://(?:ab|a)+\.example\.com",
+    "four-adjacent-dot-stars": r"https://.*.*.*.*\.example\.com",
+    "four-adjacent-classes": r"https://[a-z]*[a-z]*[a-z]*[a-z]*x\.example\.com",
+    "nested-inside-lookahead": r"https://(?=(a+)+b)[a-z]+\.example\.com",
+}
+
+
+@pytest.mark.parametrize("pattern", SUPERLINEAR_REGEXES.values(), ids=SUPERLINEAR_REGEXES.keys())
+def test_superlinear_regex_without_nesting_is_refused_with_e008(pattern: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Policy(allow_origin_regex=pattern)
+    assert "corsengine.E008" in str(caught.value)
+
+
+SAFE_REGEXES = {
+    "optional-subdomain": r"https://([a-z0-9-]+\.)?example\.com",
+    "fixed-alternation": r"https://(app|admin)\.example\.com",
+    "single-char-alternation-repeat": r"https://(?:a|b)+\.example\.com",
+    "three-labels": r"https://[a-z0-9-]+\.[a-z0-9-]+\.[a-z]+",
+    "any-port": r"http://localhost(:[0-9]+)?",
+    "alternation-with-repeat": r"https://(app|[a-z]+-dev)\.example\.com",
+    "negative-lookahead": r"https://(?![a-z]*evil)[a-z]+\.example\.com",
+}
+
+
+@pytest.mark.parametrize("pattern", SAFE_REGEXES.values(), ids=SAFE_REGEXES.keys())
+def test_ordinary_regexes_are_accepted(pattern: str) -> None:
+    assert check_regex(re.compile(pattern)) is None
+    Policy(allow_origin_regex=pattern)
