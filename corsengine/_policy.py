@@ -302,6 +302,9 @@ class Policy:
         """The rule allowing ``origin`` from what is at hand, or PENDING if I/O is needed."""
         state = self._resolver.state
         if state.deadline != math.inf and state.deadline <= self.clock():
+            # A malformed origin can match nothing: it never triggers a provider load.
+            if origin != "null" and parse_origin(origin) is None:
+                return None
             return PENDING
         rules = state.rules
         if origin in rules.exact:

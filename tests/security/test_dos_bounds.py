@@ -43,3 +43,34 @@ SAFE_REGEXES = {
 def test_ordinary_regexes_are_accepted(pattern: str) -> None:
     assert check_regex(re.compile(pattern)) is None
     Policy(allow_origin_regex=pattern)
+
+
+# --- the origin is checked before any provider, predicate or regex ----------------------
+
+HUGE_ORIGIN = "https://" + "a" * 10_000 + ".example.com"
+
+
+class RegexSpy:
+    """Stands in for a compiled regex in Rules and records every call."""
+
+    pattern = "spy"
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def fullmatch(self, value: str) -> None:
+        self.calls.append(value)
+
+
+def test_huge_origin_never_reaches_a_callable_on_a_cold_cache() -> None:
+    calls: list[int] = []
+
+    def origins() -> list[str]:
+        calls.append(1)
+        return ["https://app.example.com"]
+
+    policy = Policy(origins)
+    decision = policy.evaluate(HUGE_ORIGIN)
+    assert not decision.allowed
+    assert "over the 326-byte limit" in decision.reason
+    assert calls == []
