@@ -333,6 +333,10 @@ class Policy:
 
     def _allow_origin_value(self, rule: str, origin: str) -> str | None:
         """What Access-Control-Allow-Origin says for a matched rule (None: refused)."""
+        if rule == "null" and self.allow_credentials:
+            # Every sandboxed iframe and file:// page sends "null": never with credentials
+            # (E011 statically; refused here when a dynamic source returns it).
+            return None
         if rule != "*":
             return origin
         if not self.allow_credentials:
@@ -414,6 +418,8 @@ class Policy:
     def _refusal_reason(self, origin: str, rule: object) -> str:
         if rule == "*":
             return "origin matches '*', which is refused together with credentials"
+        if rule == "null":
+            return "origin 'null' is refused together with credentials"
         if origin != "null" and parse_origin(origin) is None:
             return describe_invalid_origin(origin)
         return f"origin {quote(origin)} matches no rule"
