@@ -506,5 +506,6 @@ class Policy:
             return "", f"request header {quote(name)} is not in allow_headers{why}"
         if self.allow_all_headers:
             # Mirror what was asked (bounded above): the only way "*" works with credentials.
-            return raw.strip(), None
+            # Only the validated names, re-joined: never the raw value's CR, LF or controls.
+            return ", ".join(names), None
         return self._headers_value, None

@@ -74,3 +74,18 @@ def test_huge_origin_never_reaches_a_callable_on_a_cold_cache() -> None:
     assert not decision.allowed
     assert "over the 326-byte limit" in decision.reason
     assert calls == []
+
+
+# --- Access-Control-Request-Headers ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "requested",
+    ["x-a,\r\nx-b", "x-a,\nx-b", "x-a ,\x0bx-b", "\x1cx-a,x-b\x1f", "x-a,\tx-b  "],
+    ids=["crlf", "lf", "vertical-tab", "file-separators", "tab-and-spaces"],
+)
+def test_star_headers_echo_only_the_validated_names(requested: str) -> None:
+    policy = Policy(["https://app.example.com"], allow_headers=["*"])
+    decision = policy.evaluate("https://app.example.com", "GET", requested, preflight=True)
+    assert decision.allowed
+    assert decision.headers["Access-Control-Allow-Headers"] == "x-a, x-b"
