@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import gc
 import re
+import tracemalloc
+from collections import Counter
+from typing import Any
 
+import anyio
 import pytest
 
-from corsengine import ConfigurationError, Policy
+from corsengine import ConfigurationError, CORSMiddleware, Policy
+from corsengine._origin import MAX_ORIGIN_LENGTH
+from corsengine._policy import MAX_REQUEST_HEADERS_LENGTH
 from corsengine._regex import check_regex
+from corsengine.providers import BaseProvider, PredicateProvider, Rules
+
+from ..asgi import call, plain_app
 
 # Each of these takes from a second to hours on a 326-byte origin with Python's backtracking
 # engine, without nesting one quantifier inside another.
@@ -48,6 +58,9 @@ def test_ordinary_regexes_are_accepted(pattern: str) -> None:
 # --- the origin is checked before any provider, predicate or regex ----------------------
 
 HUGE_ORIGIN = "https://" + "a" * 10_000 + ".example.com"
+# One byte over the limit.
+JUST_OVER = "https://" + "a" * (MAX_ORIGIN_LENGTH - len("https://.example.com") + 1) + ".example.com"
+assert len(JUST_OVER) == MAX_ORIGIN_LENGTH + 1
 
 
 class RegexSpy:
@@ -76,6 +89,51 @@ def test_huge_origin_never_reaches_a_callable_on_a_cold_cache() -> None:
     assert calls == []
 
 
+class SpyProvider(BaseProvider):
+    """A dynamic provider whose rules hold a regex spy; counts loads."""
+
+    ttl = 30.0
+
+    def __init__(self, spy: RegexSpy) -> None:
+        self.spy = spy
+        self.loads = 0
+
+    async def load(self) -> Rules:
+        self.loads += 1
+        return Rules(regexes=(self.spy,))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("origin", [HUGE_ORIGIN, JUST_OVER], ids=["10-kb", "327-bytes"])
+@pytest.mark.parametrize("through", ["evaluate", "middleware"])
+def test_oversized_origin_never_reaches_a_provider_predicate_or_regex(origin: str, through: str) -> None:
+    spy = RegexSpy()
+    provider = SpyProvider(spy)
+    asked: list[str] = []
+    predicate = PredicateProvider(lambda value, scope: asked.append(value) is None)
+    policy = Policy(provider | predicate, allow_methods=["GET", "PUT"])
+    if through == "evaluate":
+        for preflight in (False, True):
+            assert not policy.evaluate(origin, "PUT", preflight=preflight).allowed
+    else:
+        app = CORSMiddleware(plain_app(), policy=policy)
+        status, headers, _ = anyio.run(call, app, "GET", [(b"origin", origin.encode())])
+        assert (status, b"access-control-allow-origin" in dict(headers)) == (200, False)
+        preflight = [(b"origin", origin.encode()), (b"access-control-request-method", b"PUT")]
+        status, headers, _ = anyio.run(call, app, "OPTIONS", preflight)
+        assert status == 400
+    assert (provider.loads, spy.calls, asked) == (0, [], [])
+
+
+def test_the_same_spies_do_run_for_a_valid_origin() -> None:
+    # The control for the test above: the spies are wired so that they would be called.
+    spy = RegexSpy()
+    provider = SpyProvider(spy)
+    asked: list[str] = []
+    predicate = PredicateProvider(lambda value, scope: asked.append(value) is None)
+    assert Policy(provider | predicate).evaluate("https://app.example.com").allowed
+    assert (provider.loads, spy.calls, asked) == (1, ["https://app.example.com"], ["https://app.example.com"])
+
+
 # --- Access-Control-Request-Headers ----------------------------------------------------
 
 
@@ -89,3 +147,84 @@ def test_star_headers_echo_only_the_validated_names(requested: str) -> None:
     decision = policy.evaluate("https://app.example.com", "GET", requested, preflight=True)
     assert decision.allowed
     assert decision.headers["Access-Control-Allow-Headers"] == "x-a, x-b"
+
+
+def test_star_headers_echo_is_bounded_at_the_cap() -> None:
+    policy = Policy(["https://app.example.com"], allow_headers=["*"])
+    at_cap = ("x," * MAX_REQUEST_HEADERS_LENGTH)[: MAX_REQUEST_HEADERS_LENGTH - 1] + "x"
+    decision = policy.evaluate("https://app.example.com", "GET", at_cap, preflight=True)
+    assert decision.allowed
+    # Re-joined with ", ": at most one extra byte per comma, so under twice the cap.
+    assert len(decision.headers["Access-Control-Allow-Headers"]) < 2 * MAX_REQUEST_HEADERS_LENGTH
+    over = policy.evaluate("https://app.example.com", "GET", at_cap + ",y", preflight=True)
+    assert not over.allowed
+    assert "Access-Control-Allow-Headers" not in over.headers
+
+
+# --- the predicate decision cache under a flood of distinct origins ---------------------
+
+CACHE_SIZE = 1_000
+
+
+def flood(policy: Policy, start: int, count: int) -> None:
+    async def main() -> None:
+        for index in range(start, start + count):
+            await policy.aevaluate(f"https://tenant-{index}.example.com")
+
+    anyio.run(main)
+
+
+def test_predicate_cache_stays_bounded_under_a_flood_of_distinct_origins() -> None:
+    asked = Counter[str]()  # a counter, not a list: the spy itself must not grow
+
+    def tenant_exists(origin: str, scope: Any) -> bool:
+        asked["calls"] += 1
+        return origin.endswith("-7.example.com")
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        policy = Policy(PredicateProvider(tenant_exists, cache_size=CACHE_SIZE))
+        flood(policy, 0, 2 * CACHE_SIZE)  # the cache is full and has evicted as many again
+        gc.collect()
+        warm, _ = tracemalloc.get_traced_memory()
+        flood(policy, 2 * CACHE_SIZE, 18 * CACHE_SIZE)  # 18,000 more distinct origins
+        gc.collect()
+        flooded, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    (_, cache) = policy._resolver.state.predicates[0]
+    assert len(cache) == CACHE_SIZE
+    assert asked["calls"] == 20 * CACHE_SIZE  # every origin was new: nothing was served stale
+    # Bounded by the cache, not by the flood: keeping 18,000 more entries would take ~3 MB
+    # (about 160 bytes each); measured growth is a few hundred bytes.
+    growth = flooded - warm
+    assert growth < 64 * 1024, f"{growth} bytes retained after 18,000 more distinct origins"
+
+
+# --- duplicated Origin headers -------------------------------------------------------------
+
+DUPLICATES = {
+    "same-value-twice": [b"https://app.example.com", b"https://app.example.com"],
+    "allowed-then-evil": [b"https://app.example.com", b"https://evil.com"],
+    "evil-then-allowed": [b"https://evil.com", b"https://app.example.com"],
+    "allowed-then-empty": [b"https://app.example.com", b""],
+    "three-times": [b"https://app.example.com"] * 3,
+}
+
+
+@pytest.mark.parametrize("values", DUPLICATES.values(), ids=DUPLICATES.keys())
+@pytest.mark.parametrize("method", ["GET", "OPTIONS"])
+def test_duplicated_origin_headers_are_refused(values: list[bytes], method: str) -> None:
+    inner = plain_app()
+    app = CORSMiddleware(inner, allow_origins=["https://app.example.com"], allow_credentials=True)
+    headers = [(b"origin", value) for value in values]
+    if method == "OPTIONS":
+        headers.append((b"access-control-request-method", b"GET"))
+    status, response, body = anyio.run(call, app, method, headers)
+    cors = {name for name, _ in response if name.startswith(b"access-control-")}
+    assert cors == set()
+    if method == "OPTIONS":
+        assert (status, body) == (400, b"Disallowed CORS origin")
+    else:
+        assert (status, body) == (200, b"app")
