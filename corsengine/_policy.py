@@ -14,7 +14,7 @@ import anyio
 
 from ._origin import describe_invalid_origin, parse_origin, quote
 from ._patterns import Rules, compile_regex
-from ._resolver import DEFAULT_LOAD_TIMEOUT, DEFAULT_MAX_STALE, Change, Resolver
+from ._resolver import DEFAULT_LOAD_TIMEOUT, DEFAULT_MAX_STALE, MEMO_SIZE, Change, Resolver, State
 from .exceptions import ConfigurationError, Problem
 from .providers._base import UnionProvider
 from .providers.dynamic import CallableProvider
@@ -45,6 +45,8 @@ class _Pending:
 
 
 PENDING: Final = _Pending()
+MALFORMED: Final = object()  # the Origin is not a canonical serialized origin
+_MISSING: Final = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +300,24 @@ class Policy:
 
     # --- matching ---------------------------------------------------------------------
 
+    @staticmethod
+    def _rules_say(state: State, origin: str) -> object:
+        """What the snapshot's rules say of ``origin``: a rule, None, or MALFORMED (memoized)."""
+        memo = state.memo
+        verdict = memo.get(origin, _MISSING)
+        if verdict is _MISSING:
+            rules = state.rules
+            if origin in rules.exact:
+                verdict = origin
+            else:
+                # The grammar check comes before any pattern, regex or predicate sees it.
+                parsed = parse_origin(origin)
+                verdict = MALFORMED if parsed is None else rules.match(origin, parsed)
+            if len(memo) >= MEMO_SIZE:
+                memo.clear()  # bounded under a flood of distinct origins
+            memo[origin] = verdict
+        return verdict
+
     def _rule_now(self, origin: str) -> str | _Pending | None:
         """The rule allowing ``origin`` from what is at hand, or PENDING if I/O is needed."""
         state = self._resolver.state
@@ -306,29 +326,23 @@ class Policy:
             if origin != "null" and parse_origin(origin) is None:
                 return None
             return PENDING
-        rules = state.rules
-        if origin in rules.exact:
-            return origin
-        parsed = parse_origin(origin)
-        if parsed is None:
+        verdict = self._rules_say(state, origin)
+        if type(verdict) is str:
+            return verdict
+        if verdict is MALFORMED or not state.predicates:
             return None
-        rule = rules.match(origin, parsed)
-        if rule is not None or not state.predicates:
-            return rule
-        cached = Resolver.cached_predicate(state, origin)
-        if cached is None:
-            return PENDING
-        return "predicate" if cached else None
+        known, rule = Resolver.cached_predicate(state, origin)
+        return rule if known else PENDING
 
     async def _rule_async(self, origin: str, scope: Scope | None) -> str | None:
         state = self._resolver.state
         if state.deadline <= self.clock():
             state = await self._resolver.current()
-        rules = state.rules
-        parsed = parse_origin(origin)
-        rule = rules.match(origin, parsed)
-        if rule is not None or parsed is None or not state.predicates:
-            return rule
+        verdict = self._rules_say(state, origin)
+        if type(verdict) is str:
+            return verdict
+        if verdict is MALFORMED or not state.predicates:
+            return None
         return await self._resolver.ask_predicates(state, origin, scope)
 
     def _allow_origin_value(self, rule: str, origin: str) -> str | None:

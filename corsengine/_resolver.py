@@ -35,6 +35,7 @@ logger = logging.getLogger("corsengine")
 DEFAULT_LOAD_TIMEOUT = 5.0
 DEFAULT_MAX_STALE = 3600.0
 RETRY_AFTER = 5.0
+MEMO_SIZE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,9 @@ class State:
     deadline: float = math.inf
     generation: int = 0
     slots: tuple[_Slot, ...] = field(default=(), repr=False)
+    # origin -> what the rules say (a rule, None, or MALFORMED), filled by requests. It
+    # belongs to this state, so a swap or refresh starts a new one. Bounded by MEMO_SIZE.
+    memo: dict[str, object] = field(default_factory=dict, repr=False)
 
 
 class Resolver:
@@ -235,37 +239,33 @@ class Resolver:
     # --- predicates -----------------------------------------------------------------
 
     @staticmethod
-    def cached_predicate(state: State, origin: str) -> bool | None:
-        """True/False when every predicate's answer is cached (or one cached True)."""
-        answer: bool | None = False
-        for _, cache in state.predicates:
-            cached = cache.get(origin)
-            if cached is True:
-                return True
-            if cached is None:
-                answer = None
-        return answer
-
-    async def ask_predicates(self, state: State, origin: str, scope: Scope | None) -> str | None:
-        """Ask each predicate (cache first); the name of the one that allowed, or None."""
+    def cached_predicate(state: State, origin: str) -> tuple[bool, str | None]:
+        """(known, rule): known when one cached answer allows or every predicate refused."""
         for predicate, cache in state.predicates:
             cached = cache.get(origin)
             if cached is None:
-                cached = False
-                with anyio.move_on_after(predicate.timeout) as scope_:
-                    try:
-                        cached = await predicate.allows(origin, scope)
-                    except Exception as error:
-                        logger.warning(
-                            "corsengine: predicate %r raised for origin %s, refusing: %s",
-                            predicate,
-                            quote(origin),
-                            quote(str(error) or type(error).__name__, 200),
-                        )
-                        continue
-                if scope_.cancelled_caught:
+                return False, None
+            if cached:
+                return True, repr(predicate)
+        return True, None
+
+    async def ask_predicates(self, state: State, origin: str, scope: Scope | None) -> str | None:
+        """Ask each predicate (cache first); the name of the one that allowed, or None.
+
+        A predicate that raises or times out refuses this request; the failure is logged
+        and not cached, so the next request asks again.
+        """
+        for predicate, cache in state.predicates:
+            cached = cache.get(origin)
+            if cached is None:
+                try:
+                    cached = await predicate.allows(origin, scope)
+                except Exception as error:
                     logger.warning(
-                        "corsengine: predicate %r timed out for origin %s, refusing", predicate, quote(origin)
+                        "corsengine: predicate %r failed for origin %s, refusing: %s",
+                        predicate,
+                        quote(origin),
+                        quote(str(error) or type(error).__name__, 200),
                     )
                     continue
                 cache[origin] = cached
