@@ -12,7 +12,7 @@ from typing import Any, Final, Literal, TypeVar
 
 import anyio
 
-from ._origin import describe_invalid_origin, parse_origin, quote
+from ._origin import MAX_ORIGIN_LENGTH, describe_invalid_origin, parse_origin, quote
 from ._patterns import Rules, compile_regex
 from ._resolver import DEFAULT_LOAD_TIMEOUT, DEFAULT_MAX_STALE, MEMO_SIZE, Change, Resolver, State
 from .exceptions import ConfigurationError, Problem
@@ -303,6 +303,8 @@ class Policy:
     @staticmethod
     def _rules_say(state: State, origin: str) -> object:
         """What the snapshot's rules say of ``origin``: a rule, None, or MALFORMED (memoized)."""
+        if len(origin) > MAX_ORIGIN_LENGTH:
+            return MALFORMED  # refused unread and never memoized: a flood of them keeps nothing
         memo = state.memo
         verdict = memo.get(origin, _MISSING)
         if verdict is _MISSING:
