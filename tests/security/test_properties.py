@@ -185,17 +185,18 @@ def model_allows(policy: GeneratedPolicy, origin: GeneratedOrigin) -> bool:
 
 
 def model_allow_origin(policy: GeneratedPolicy, origin: GeneratedOrigin) -> str | None:
+    """An exact entry echoes the origin; otherwise "*" (if listed) wins over patterns."""
     if not model_allows(policy, origin):
         return None
-    exact_or_pattern = any(
-        entry.kind != "star" and model_allows(GeneratedPolicy((entry,), *astuple_rest(policy)), origin)
-        for entry in policy.entries
+    exact = any(
+        entry.kind in ("exact", "null") for entry in policy.entries if model_allows(only(entry), origin)
     )
-    return origin.value if exact_or_pattern else "*"
+    star = any(entry.kind == "star" for entry in policy.entries)
+    return origin.value if exact or not star else "*"
 
 
-def astuple_rest(policy: GeneratedPolicy) -> tuple[Any, ...]:
-    return (policy.credentials, policy.methods, policy.headers, policy.expose)
+def only(entry: Entry) -> GeneratedPolicy:
+    return GeneratedPolicy((entry,), False, (), (), ())
 
 
 def build(policy: GeneratedPolicy) -> Policy | None:
