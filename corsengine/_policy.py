@@ -336,10 +336,10 @@ class Policy:
         known, rule = Resolver.cached_predicate(state, origin)
         return rule if known else PENDING
 
-    async def _rule_async(self, origin: str, scope: Scope | None) -> str | None:
+    async def _rule_async(self, origin: str, scope: Scope | None, *, wait: bool = False) -> str | None:
         state = self._resolver.state
         if state.deadline <= self.clock():
-            state = await self._resolver.current()
+            state = await self._resolver.current(wait=wait)
         verdict = self._rules_say(state, origin)
         if type(verdict) is str:
             return verdict
@@ -384,7 +384,7 @@ class Policy:
         if origin is not None:
             rule = self._rule_now(origin)
             if rule is PENDING:
-                rule = _run_sync(self._rule_async(origin, scope))
+                rule = _run_sync(self._rule_async(origin, scope, wait=True))
         return self._decide(origin, rule, method, request_headers, preflight, private_network)
 
     async def aevaluate(

@@ -170,8 +170,12 @@ class Resolver:
 
     # --- refreshing -----------------------------------------------------------------
 
-    async def current(self) -> State:
-        """The state for a request whose snapshot deadline has passed."""
+    async def current(self, *, wait: bool = False) -> State:
+        """The state for a request whose snapshot deadline has passed.
+
+        Stale snapshots refresh in the background unless ``wait`` (a sync ``evaluate()``,
+        whose event loop ends with the call, waits for them instead).
+        """
         self._start_watchers()
         now = self.clock()
         state = self.state
@@ -181,7 +185,7 @@ class Resolver:
                 continue
             if slot.rules is None:
                 first_loads.append(slot)
-            elif slot.inflight is None and not self._spawn(self._refresh(slot)):
+            elif wait or (slot.inflight is None and not self._spawn(self._refresh(slot))):
                 first_loads.append(slot)  # nowhere to run it in the background: wait
         for slot in first_loads:
             await self._refresh(slot)
@@ -229,6 +233,8 @@ class Resolver:
         else:
             now = self.clock()
             slot.rules, slot.error, slot.good_at = rules, None, now
+            # A provider may set its ttl per load (a remote document's Cache-Control max-age).
+            slot.ttl = getattr(slot.provider, "ttl", slot.ttl)
             slot.fresh_until = now + slot.ttl if slot.ttl is not None else math.inf
         finally:
             slot.inflight = None
