@@ -20,8 +20,7 @@ import httpx
 import pytest
 
 from corsengine import CORSMiddleware, Policy
-from corsengine.providers import BaseProvider, PredicateProvider, Rules
-from corsengine.providers.dynamic import validate_entries
+from corsengine.providers import PredicateProvider, RemoteJSONProvider
 
 from ..asgi import call, plain_app
 
@@ -234,35 +233,20 @@ def exact_or_under_apex(origin: str) -> bool:
     return origin in EXACT or (host_fits(origin) and bool(UNDER_APEX.fullmatch(origin)))
 
 
-class RemoteDocumentStandIn(BaseProvider):
-    """A remote JSON allowlist fetched with httpx (``{"origins": [...]}``).
-
-    NOTE: a stand-in for ``corsengine.providers.RemoteJSONProvider``, which is not on main
-    yet (branch ``providers``). It implements the same Provider protocol over an injected
-    ``httpx.AsyncClient``; swap it for the real provider once that is merged.
-    """
-
-    ttl = 30.0
-
-    def __init__(self, client: httpx.AsyncClient, url: str) -> None:
-        self.client = client
-        self.url = url
-
-    async def load(self) -> Rules:
-        response = await self.client.get(self.url)
-        response.raise_for_status()
-        return validate_entries(response.json()["origins"], f"remote document {self.url}")
-
-
-def remote_policy(**options: Any) -> Policy:
-    document = {"origins": [f"https://{TARGET}", f"https://www.{APEX}", f"https://*.{APEX}"]}
+def remote_policy(document: object = None, **options: Any) -> Policy:
+    """A policy fed by RemoteJSONProvider through httpx.MockTransport (no network)."""
+    if document is None:
+        document = {
+            "origins": [f"https://{TARGET}", f"https://www.{APEX}"],
+            "patterns": [f"https://*.{APEX}"],
+        }
 
     def handler(request: httpx.Request) -> httpx.Response:
         assert request.url == "https://config.example.net/cors.json"
         return httpx.Response(200, json=document)
 
     client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    return Policy(RemoteDocumentStandIn(client, "https://config.example.net/cors.json"), **options)
+    return Policy(RemoteJSONProvider("https://config.example.net/cors.json", client=client), **options)
 
 
 PolicyFactory = Callable[..., Policy]
@@ -395,3 +379,13 @@ def test_null_is_never_asked_of_a_predicate() -> None:
     policy = Policy(PredicateProvider(lambda origin, scope: asked.append(origin) is None))
     assert not policy.evaluate("null").allowed
     assert asked == []
+
+
+@pytest.mark.parametrize("entry", ["*", "null"])
+def test_a_remote_document_cannot_grant_star_or_null_with_credentials(entry: str) -> None:
+    policy = remote_policy({"origins": [entry, f"https://{TARGET}"]}, allow_credentials=True)
+    for origin in ("https://evil.com", "null"):
+        decision = policy.evaluate(origin)
+        assert not decision.allowed
+        assert "Access-Control-Allow-Credentials" not in decision.headers
+    assert policy.evaluate(f"https://{TARGET}").allowed
