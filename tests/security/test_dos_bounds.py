@@ -288,3 +288,19 @@ def test_oversized_request_headers_are_not_memoized() -> None:
             assert status == 400
 
     assert retained_after(flood_requests) < 1024 * 1024
+
+
+def test_preflight_memo_stays_bounded_under_a_flood_of_distinct_preflights() -> None:
+    app = CORSMiddleware(silent_app, allow_origins=["https://*.example.com"], allow_methods=["PUT"])
+
+    async def flood_requests() -> None:
+        for index in range(3_000):
+            preflight = [
+                (b"origin", b"https://t%d.example.com" % index),
+                (b"access-control-request-method", b"PUT"),
+            ]
+            status, _, _ = await call(app, "OPTIONS", preflight)
+            assert status == 200
+
+    anyio.run(flood_requests)
+    assert 0 < len(app._preflights) <= 1024
