@@ -228,9 +228,6 @@ class AsgiResults:
     dynamic: list[str]
     flood: FloodResult | None = None
 
-    def overhead(self, scenario: str, target: Target) -> float:
-        return next(cell for cell in self.cells if cell.scenario == scenario).overhead(target)
-
 
 def dynamic_targets(origins: list[str]) -> dict[str, Any]:
     """Each dynamic provider kind serving the same allowlist as the static list."""
