@@ -81,3 +81,10 @@ def test_http_verdict_compares_with_the_bare_app() -> None:
     (verdict,) = report.http_verdicts(results)
     assert verdict.met
     assert "0.95" in verdict.detail
+
+
+def test_the_command_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plot = tmp_path / "plot.png"
+    assert bench_main.main(["--quick", "--no-http", "--plot", str(plot)]) == 0
+    assert "### Targets" in capsys.readouterr().out
+    assert plot.exists()
