@@ -1,0 +1,203 @@
+"""The ASGI adapter: reads raw headers, asks the policy once, writes prepared headers."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+import anyio
+
+from ._origin import quote
+from ._policy import PENDING, Decision, OriginsSpec, Policy
+from .exceptions import CorsEngineWarning
+from .types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger("corsengine")
+
+_ORIGIN, _REQUEST_METHOD, _REQUEST_HEADERS, _REQUEST_PNA = range(4)
+_WANTED = {
+    b"origin": _ORIGIN,
+    b"access-control-request-method": _REQUEST_METHOD,
+    b"access-control-request-headers": _REQUEST_HEADERS,
+    b"access-control-request-private-network": _REQUEST_PNA,
+}
+_ACAO = b"access-control-allow-origin"
+_VARY = b"vary"
+_ORIGIN_TOKEN = b"Origin"
+_CONTENT_TYPE = (b"content-type", b"text/plain; charset=utf-8")
+_DUPLICATE = "\x00duplicate"  # never a valid origin, so it is refused like any malformed one
+
+
+def _encode(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+
+
+def _merge_vary(current: bytes | None) -> bytes:
+    if current is None:
+        return _ORIGIN_TOKEN
+    tokens = [token.strip().lower() for token in current.split(b",")]
+    if b"origin" in tokens or b"*" in tokens:
+        return current
+    return current + b", " + _ORIGIN_TOKEN
+
+
+def _response_headers(
+    app_headers: Iterable[tuple[bytes, bytes]], cors: list[tuple[bytes, bytes]]
+) -> list[Any]:
+    """The app's headers with ours: CORS headers replaced, Vary merged into one line."""
+    out: list[Any] = []
+    vary: bytes | None = None
+    for header in app_headers:
+        name = header[0].lower()
+        if name == _VARY:
+            vary = header[1] if vary is None else vary + b", " + header[1]
+        # The middleware is authoritative: what the app set itself would be a second,
+        # possibly contradicting value (Fetch fails on two Allow-Origin values).
+        elif not name.startswith(b"access-control-allow-") and name != b"access-control-expose-headers":
+            out.append(header)
+    out.extend(cors)
+    out.append((_VARY, _merge_vary(vary)))
+    return out
+
+
+class CORSMiddleware:
+    """A drop-in for ``starlette.middleware.cors.CORSMiddleware`` with dynamic origins.
+
+    Same keyword arguments and defaults as Starlette's; ``allow_origins`` may also be a
+    zero-argument function (sync or async), a provider, or a list mixing exact origins and
+    wildcard patterns. Or pass a ready :class:`Policy` as ``policy=`` (and nothing else).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        allow_origins: OriginsSpec = (),
+        allow_methods: Iterable[str] = ("GET",),
+        allow_headers: Iterable[str] = (),
+        allow_credentials: bool = False,
+        allow_origin_regex: str | None = None,
+        allow_private_network: bool = False,
+        expose_headers: Iterable[str] = (),
+        max_age: int = 600,
+        *,
+        policy: Policy | None = None,
+    ) -> None:
+        if policy is None:
+            wildcard_with_credentials = bool(
+                allow_credentials
+                and isinstance(allow_origins, list | tuple | set | frozenset)
+                and "*" in allow_origins
+            )
+            if wildcard_with_credentials:
+                warnings.warn(
+                    "allow_origins=['*'] with allow_credentials=True reflects every origin with "
+                    "credentials (kept for Starlette compatibility); list the trusted origins instead",
+                    CorsEngineWarning,
+                    stacklevel=2,
+                )
+            policy = Policy(
+                allow_origins,
+                allow_methods,
+                allow_headers,
+                allow_credentials,
+                allow_origin_regex,
+                allow_private_network,
+                expose_headers,
+                max_age,
+                unsafe_allow_any_origin_with_credentials=wildcard_with_credentials,
+            )
+        elif (allow_origins, allow_methods, allow_headers, allow_credentials, allow_origin_regex) != (
+            (),
+            ("GET",),
+            (),
+            False,
+            None,
+        ) or (allow_private_network, expose_headers, max_age) != (False, (), 600):
+            raise TypeError("pass either policy= or the CORS keyword arguments, not both")
+        self.app = app
+        self.policy = policy
+        # Prepared once: the headers every allowed actual response carries after the origin.
+        self._allowed_tail = _encode(policy._actual_tail.items())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope_type = scope["type"]
+        if scope_type != "http":
+            if scope_type == "lifespan":
+                await self._lifespan(scope, receive, send)
+            else:  # WebSocket handshakes are not CORS (see docs/security.md).
+                await self.app(scope, receive, send)
+            return
+
+        origin: bytes | None = None
+        request_method: bytes | None = None
+        request_headers: bytes | None = None
+        private_network = False
+        for name, value in scope["headers"]:
+            wanted = _WANTED.get(name)
+            if wanted is None:
+                continue
+            if wanted == _ORIGIN:
+                # Two Origin headers are never sent by a browser: refuse, never pick one.
+                origin = value if origin is None else _DUPLICATE.encode()
+            elif wanted == _REQUEST_METHOD:
+                request_method = value
+            elif wanted == _REQUEST_HEADERS:
+                request_headers = value if request_headers is None else request_headers + b"," + value
+            else:
+                private_network = True
+
+        if origin is None:
+            cors: list[tuple[bytes, bytes]] = []
+        else:
+            text = origin.decode("latin-1")
+            rule = self.policy._rule_now(text)
+            if rule is PENDING:
+                rule = await self.policy._rule_async(text, scope)
+            if request_method is not None and scope["method"] == "OPTIONS":
+                decision = self.policy._decide(
+                    text,
+                    rule,
+                    request_method.decode("latin-1"),
+                    request_headers.decode("latin-1") if request_headers is not None else None,
+                    True,
+                    private_network,
+                )
+                await self._answer_preflight(decision, send)
+                return
+            value = self.policy._allow_origin_value(rule, text) if isinstance(rule, str) else None
+            if value is None:
+                cors = []
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug("corsengine: refused origin %s", quote(text))
+            else:
+                cors = [(_ACAO, value.encode("latin-1")), *self._allowed_tail]
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = _response_headers(message.get("headers", ()), cors)
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)
+
+    @staticmethod
+    async def _answer_preflight(decision: Decision, send: Send) -> None:
+        # Fetch: the app never sees a preflight; the answer is ours alone.
+        body = (decision.body or "").encode("utf-8")
+        headers = _encode(decision.headers.items())
+        headers.append((b"content-length", str(len(body)).encode("latin-1")))
+        headers.append(_CONTENT_TYPE)
+        await send({"type": "http.response.start", "status": decision.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Background refreshes and watchers live as long as the app, in its lifespan.
+        resolver = self.policy._resolver
+        async with anyio.create_task_group() as task_group:
+            resolver.attach(task_group)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                resolver.attach(None)
+                task_group.cancel_scope.cancel()

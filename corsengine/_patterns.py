@@ -1,0 +1,338 @@
+"""Allowlist entries compiled once into rules that answer in a few dict lookups.
+
+An entry is an exact origin (``https://app.example.com``), ``null``, ``*``, or a wildcard
+pattern. Patterns never become user regexes: ``https://*.example.com`` is a suffix lookup
+("one or more labels, never the apex"), ``http://localhost:*`` is a host lookup with any
+port, and ``https://*.example.com:*`` combines both. The scheme is always literal.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Final
+
+from ._origin import Origin, normalize_host, normalize_port, parse_origin, quote, split_configured
+from .exceptions import Problem
+
+ANY_PORT: Final = -1
+
+# Public suffixes and shared hosting domains: a wildcard directly under one of these trusts
+# every customer of the registry or the host. Not the whole Public Suffix List (no extra
+# dependency); the entries that CORS scanners and real incidents show up most.
+SHARED_SUFFIXES: Final = frozenset(
+    {
+        "co.uk",
+        "org.uk",
+        "ac.uk",
+        "gov.uk",
+        "me.uk",
+        "com.au",
+        "net.au",
+        "org.au",
+        "co.jp",
+        "ne.jp",
+        "co.nz",
+        "co.in",
+        "co.za",
+        "com.br",
+        "com.cn",
+        "com.mx",
+        "com.tr",
+        "com.sg",
+        "com.hk",
+        "co.kr",
+        "github.io",
+        "gitlab.io",
+        "herokuapp.com",
+        "vercel.app",
+        "now.sh",
+        "netlify.app",
+        "pages.dev",
+        "workers.dev",
+        "web.app",
+        "firebaseapp.com",
+        "appspot.com",
+        "azurewebsites.net",
+        "azurestaticapps.net",
+        "cloudfront.net",
+        "amazonaws.com",
+        "s3.amazonaws.com",
+        "elasticbeanstalk.com",
+        "blogspot.com",
+        "glitch.me",
+        "repl.co",
+        "replit.dev",
+        "ngrok.io",
+        "ngrok-free.app",
+        "ngrok.app",
+        "onrender.com",
+        "fly.dev",
+        "surge.sh",
+        "codepen.io",
+        "jsfiddle.net",
+        "trycloudflare.com",
+        "csb.app",
+        "stackblitz.io",
+    }
+)
+
+
+def _empty() -> Mapping[tuple[str, str, int | None], str]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """A snapshot of an allowlist: what a provider returns and the resolver caches.
+
+    Build one with :func:`compile_entries` (or ``Rules.from_entries``); the fields are
+    lookup tables prepared for the request path.
+    """
+
+    exact: frozenset[str] = frozenset()
+    # (scheme, parent domain, port or ANY_PORT or None for the default) -> the pattern text
+    subdomains: Mapping[tuple[str, str, int | None], str] = field(default_factory=_empty)
+    # (scheme, host, ANY_PORT) -> the pattern text, for "http://localhost:*"
+    any_port: Mapping[tuple[str, str, int | None], str] = field(default_factory=_empty)
+    regexes: tuple[re.Pattern[str], ...] = ()
+    allow_all: bool = False
+
+    @classmethod
+    def from_entries(cls, entries: Iterable[str], *, regexes: Iterable[str] = ()) -> Rules:
+        """Compile entries, raising ConfigurationError listing every invalid one."""
+        from .exceptions import ConfigurationError
+
+        rules, problems, _ = compile_entries(entries, regexes=regexes)
+        if problems:
+            raise ConfigurationError(problems)
+        return rules
+
+    @property
+    def entries(self) -> frozenset[str]:
+        """Every rule as text: exact origins, patterns, ``*`` and regexes."""
+        texts = set(self.exact)
+        texts.update(self.subdomains.values())
+        texts.update(self.any_port.values())
+        texts.update(regex.pattern for regex in self.regexes)
+        if self.allow_all:
+            texts.add("*")
+        return frozenset(texts)
+
+    def __bool__(self) -> bool:
+        return bool(self.exact or self.subdomains or self.any_port or self.regexes or self.allow_all)
+
+    def match(self, origin: str, parsed: Origin | None) -> str | None:
+        """The text of the rule that allows ``origin``, or None.
+
+        ``parsed`` is ``parse_origin(origin)``; None means the value is malformed, which
+        only an exact ``null`` entry can still match.
+        """
+        if origin in self.exact:
+            return origin
+        if parsed is None:
+            return None
+        if self.allow_all:
+            return "*"
+        if self.any_port:
+            rule = self.any_port.get((parsed.scheme, parsed.host, ANY_PORT))
+            if rule is not None:
+                return rule
+        if self.subdomains:
+            rule = self._match_subdomain(parsed)
+            if rule is not None:
+                return rule
+        for regex in self.regexes:
+            if regex.fullmatch(origin):
+                return f"regex {regex.pattern}"
+        return None
+
+    def _match_subdomain(self, parsed: Origin) -> str | None:
+        host, scheme, port = parsed.host, parsed.scheme, parsed.port
+        if host.startswith("["):
+            return None
+        # Walk the parent domains: "a.b.example.com" tries "b.example.com", "example.com",
+        # "com". The apex itself is never tried, so "*.example.com" never allows
+        # "example.com"; and only whole labels are compared, so "evilexample.com" fails.
+        dot = host.find(".")
+        while dot >= 0:
+            parent = host[dot + 1 :]
+            rule = self.subdomains.get((scheme, parent, port)) or self.subdomains.get(
+                (scheme, parent, ANY_PORT)
+            )
+            if rule is not None:
+                return rule
+            dot = host.find(".", dot + 1)
+        return None
+
+    def __or__(self, other: Rules) -> Rules:
+        if not other:
+            return self
+        if not self:
+            return other
+        return Rules(
+            exact=self.exact | other.exact,
+            subdomains=MappingProxyType({**self.subdomains, **other.subdomains}),
+            any_port=MappingProxyType({**self.any_port, **other.any_port}),
+            regexes=self.regexes + tuple(r for r in other.regexes if r not in self.regexes),
+            allow_all=self.allow_all or other.allow_all,
+        )
+
+
+EMPTY_RULES: Final = Rules()
+
+
+def _wildcard_problem(raw: str, what: str) -> Problem:
+    return Problem(
+        "corsengine.E005",
+        f"misplaced wildcard in {quote(raw)}: {what}",
+        "wildcards take the form 'https://*.example.com' (whole leftmost labels) "
+        "or 'http://localhost:*' (any port)",
+    )
+
+
+def _compile_pattern(
+    raw: str,
+    problems: list[Problem],
+    subdomains: dict[tuple[str, str, int | None], str],
+    any_port: dict[tuple[str, str, int | None], str],
+    exact: set[str],
+    warnings: list[str],
+) -> None:
+    start = len(problems)
+    parts = split_configured(raw, problems)
+    if parts is None:
+        if raw.strip().startswith("*.") and problems:
+            problems[-1] = Problem(
+                "corsengine.E003",
+                f"wildcard {quote(raw)} has no scheme",
+                f"write the scheme, e.g. 'https://{raw.strip()}'",
+            )
+        return
+    scheme, host, port_text = parts.scheme, parts.host, parts.port
+    if "*" in scheme:
+        problems.append(_wildcard_problem(raw, "the scheme cannot be a wildcard"))
+        return
+    subdomain_wildcard = host.startswith("*.")
+    parent = host[2:] if subdomain_wildcard else host
+    if "*" in parent:
+        where = "only the whole leftmost label may be '*'"
+        problems.append(_wildcard_problem(raw, where))
+        return
+    if host == "*":
+        problems.append(_wildcard_problem(raw, "use '*' alone to allow every origin"))
+        return
+    normalized = normalize_host(raw, parent, problems)
+    port: int | None
+    if port_text == "*":
+        port = ANY_PORT
+    else:
+        if port_text is not None and "*" in port_text:
+            problems.append(_wildcard_problem(raw, "a port wildcard is ':*' alone"))
+            return
+        port = normalize_port(raw, scheme, port_text, problems)
+    if len(problems) > start or normalized is None:
+        return
+    if subdomain_wildcard:
+        if (
+            normalized in SHARED_SUFFIXES
+            or ("." not in normalized and normalized != "localhost")
+            or normalized.startswith("[")
+            or normalized[-1].isdigit()
+        ):
+            problems.append(
+                Problem(
+                    "corsengine.E006",
+                    f"wildcard {quote(raw)} covers a public suffix or shared hosting domain",
+                    "anyone can register a name under it; list your own domain instead, "
+                    "e.g. 'https://*.yourapp.example'",
+                )
+            )
+            return
+        subdomains[(scheme, normalized, port)] = raw.strip()
+    elif port == ANY_PORT:
+        any_port[(scheme, normalized, ANY_PORT)] = raw.strip()
+    else:
+        canonical = Origin(scheme, normalized, port).serialized
+        if canonical != raw:
+            warnings.append(f"origin {quote(raw)} was normalized to {quote(canonical)}")
+        exact.add(canonical)
+
+
+def compile_entries(
+    entries: Iterable[str], *, regexes: Iterable[str] = ()
+) -> tuple[Rules, list[Problem], list[str]]:
+    """Compile allowlist entries into Rules; returns (rules, problems, warnings).
+
+    Nothing is raised: callers decide whether problems are fatal (configuration) or reject
+    a refreshed document as a whole (providers).
+    """
+    problems: list[Problem] = []
+    warnings: list[str] = []
+    exact: set[str] = set()
+    subdomains: dict[tuple[str, str, int | None], str] = {}
+    any_port: dict[tuple[str, str, int | None], str] = {}
+    allow_all = False
+    for entry in entries:
+        if not isinstance(entry, str):
+            problems.append(
+                Problem(
+                    "corsengine.E017",
+                    f"allowlist entry {entry!r} is a {type(entry).__name__}, not a string",
+                    "origins are strings such as 'https://example.com'",
+                )
+            )
+            continue
+        text = entry.strip()
+        if text == "*":
+            allow_all = True
+        elif text == "null":
+            exact.add("null")
+        elif "," in text:
+            problems.append(
+                Problem(
+                    "corsengine.E010",
+                    f"allowlist entry {quote(entry)} is a comma-separated string",
+                    "give one origin per list item",
+                )
+            )
+        else:
+            _compile_pattern(entry, problems, subdomains, any_port, exact, warnings)
+    compiled = tuple(compile_regex(text, problems) for text in regexes)
+    rules = Rules(
+        exact=frozenset(exact),
+        subdomains=MappingProxyType(subdomains),
+        any_port=MappingProxyType(any_port),
+        regexes=tuple(regex for regex in compiled if regex is not None),
+        allow_all=allow_all,
+    )
+    return rules, problems, warnings
+
+
+def compile_regex(text: str, problems: list[Problem]) -> re.Pattern[str] | None:
+    """Compile an origin regex (always used with fullmatch), reporting errors as problems."""
+    from ._regex import check_regex
+
+    try:
+        regex = re.compile(text)
+    except (re.error, TypeError) as error:
+        problems.append(
+            Problem(
+                "corsengine.E007",
+                f"origin regex {quote(str(text))} does not compile: {error}",
+                "check the syntax; the regex must match the whole origin",
+            )
+        )
+        return None
+    problem = check_regex(regex)
+    if problem is not None:
+        problems.append(problem)
+        return None
+    return regex
+
+
+def matches_origin(rules: Rules, origin: str) -> str | None:
+    """Convenience for tests and tools: parse then match."""
+    return rules.match(origin, parse_origin(origin))

@@ -1,0 +1,501 @@
+"""Policy and Decision: the CORS rules, compiled once, evaluated from plain strings."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import time
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal, TypeVar
+
+import anyio
+
+from ._origin import describe_invalid_origin, parse_origin, quote
+from ._patterns import Rules, compile_regex
+from ._resolver import DEFAULT_LOAD_TIMEOUT, DEFAULT_MAX_STALE, Change, Resolver
+from .exceptions import ConfigurationError, Problem
+from .providers._base import UnionProvider
+from .providers.dynamic import CallableProvider
+from .providers.static import StaticProvider, compile_or_raise, string_not_list
+from .types import Clock, Provider, Scope
+
+T = TypeVar("T")
+
+# Starlette's list, so that allow_methods=["*"] means the same in the drop-in.
+ALL_METHODS: Final = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY")
+# Fetch: CORS-safelisted request headers, always allowed (Starlette lists them too).
+SAFELISTED_HEADERS: Final = ("Accept", "Accept-Language", "Content-Language", "Content-Type")
+PREFLIGHT_VARY: Final = (
+    "Origin, Access-Control-Request-Method, Access-Control-Request-Headers, "
+    "Access-Control-Request-Private-Network"
+)
+# A browser sends a short, sorted list; anything longer is refused unread (rs/cors CVE-2025-47908).
+MAX_REQUEST_HEADERS_LENGTH: Final = 1024
+MAX_MAX_AGE: Final = 86400
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+Kind = Literal["preflight", "actual", "not-cors"]
+OriginsSpec = Iterable[str] | Callable[[], Any] | Provider
+
+
+class _Pending:
+    """Marker: the answer needs I/O (a first load, an uncached predicate)."""
+
+
+PENDING: Final = _Pending()
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What corsengine does with one request, and why.
+
+    ``headers`` are the CORS response headers in the order they are sent (``Vary`` is
+    merged into the app's own ``Vary`` by the middleware). ``status`` and ``body`` are set
+    for preflights, which the middleware answers itself.
+    """
+
+    allowed: bool
+    kind: Kind
+    reason: str
+    headers: Mapping[str, str]
+    status: int | None = None
+    body: str | None = None
+    failures: tuple[str, ...] = ()
+    rule: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+
+def _problem_if_string(name: str, value: object, problems: list[Problem]) -> bool:
+    if isinstance(value, str):
+        problems.append(string_not_list(name, value))
+        return True
+    return False
+
+
+def _tokens(name: str, values: Iterable[str], code: str, problems: list[Problem]) -> list[str]:
+    out = []
+    for value in values:
+        if not isinstance(value, str) or not _TOKEN.fullmatch(value):
+            problems.append(
+                Problem(
+                    code, f"{name} entry {value!r} is not a valid HTTP token", "check for spaces or commas"
+                )
+            )
+        else:
+            out.append(value)
+    return out
+
+
+def _run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+
+        async def main() -> T:
+            return await coroutine
+
+        return anyio.run(main)
+    coroutine.close()
+    raise RuntimeError(
+        "this policy needs I/O to answer (a first load or an async predicate) and an event loop "
+        "is running: use 'await policy.aevaluate(...)' instead of evaluate()"
+    )
+
+
+class Policy:
+    """A CORS policy: the allowlist (any provider) plus methods, headers and credentials.
+
+    Everything is validated and compiled at construction; a bad configuration raises one
+    :class:`ConfigurationError` listing every problem. ``evaluate()`` answers from plain
+    strings, so a policy test needs no server and no event loop::
+
+        policy = Policy(allow_origins=["https://app.example.com"])
+        assert policy.evaluate("https://app.example.com").allowed
+    """
+
+    def __init__(
+        self,
+        allow_origins: OriginsSpec = (),
+        allow_methods: Iterable[str] = ("GET",),
+        allow_headers: Iterable[str] = (),
+        allow_credentials: bool = False,
+        allow_origin_regex: str | None = None,
+        allow_private_network: bool = False,
+        expose_headers: Iterable[str] = (),
+        max_age: int = 600,
+        *,
+        preflight_status: int = 200,
+        unsafe_allow_any_origin_with_credentials: bool = False,
+        timeout: float = DEFAULT_LOAD_TIMEOUT,
+        max_stale: float = DEFAULT_MAX_STALE,
+        clock: Clock | None = None,
+    ) -> None:
+        problems: list[Problem] = []
+        self.allow_credentials = bool(allow_credentials)
+        self.unsafe_allow_any_origin_with_credentials = unsafe_allow_any_origin_with_credentials
+        origins = self._origins_provider(allow_origins, problems)
+        regex_rules = Rules()
+        if allow_origin_regex is not None:
+            regex = compile_regex(allow_origin_regex, problems)
+            regex_rules = Rules(regexes=(regex,)) if regex is not None else regex_rules
+
+        methods: list[str] = []
+        if not _problem_if_string("allow_methods", allow_methods, problems):
+            methods = _tokens("allow_methods", allow_methods, "corsengine.E014", problems)
+        if "*" in methods:
+            methods = list(ALL_METHODS)
+        headers: list[str] = []
+        if not _problem_if_string("allow_headers", allow_headers, problems):
+            headers = _tokens("allow_headers", allow_headers, "corsengine.E015", problems)
+        expose: list[str] = []
+        if not _problem_if_string("expose_headers", expose_headers, problems):
+            expose = _tokens("expose_headers", expose_headers, "corsengine.E015", problems)
+
+        if isinstance(max_age, bool) or not isinstance(max_age, int) or not 0 <= max_age <= MAX_MAX_AGE:
+            problems.append(
+                Problem(
+                    "corsengine.E009",
+                    f"max_age={max_age!r} is out of range",
+                    f"use whole seconds from 0 to {MAX_MAX_AGE}; browsers cap it lower anyway",
+                )
+            )
+        if isinstance(preflight_status, bool) or preflight_status not in range(200, 300):
+            problems.append(
+                Problem(
+                    "corsengine.E013",
+                    f"preflight_status={preflight_status!r} is not 2xx",
+                    "Fetch fails a preflight whose status is not ok (200-299); use 200 or 204",
+                )
+            )
+        if isinstance(origins, StaticProvider):
+            self._check_credentials(origins.rules, problems)
+        if problems:
+            raise ConfigurationError(problems)
+
+        self.allow_methods: tuple[str, ...] = tuple(methods)
+        self._methods = frozenset(methods)
+        self.allow_all_headers = "*" in headers
+        # Fetch: a "*" in Access-Control-Allow-Headers never covers Authorization.
+        explicit = [name for name in headers if name != "*"]
+        self.allow_headers: tuple[str, ...] = tuple(sorted(set(SAFELISTED_HEADERS) | set(explicit)))
+        self._headers = frozenset(name.lower() for name in self.allow_headers)
+        self.expose_headers = tuple(expose)
+        self.allow_private_network = bool(allow_private_network)
+        self.max_age = max_age
+        self.preflight_status = preflight_status
+        self.clock: Clock = clock or time.monotonic
+
+        # Prepared once: the tail of every allowed actual response, and of every preflight.
+        actual: dict[str, str] = {}
+        if self.allow_credentials:
+            actual["Access-Control-Allow-Credentials"] = "true"
+        if self.expose_headers:
+            actual["Access-Control-Expose-Headers"] = ", ".join(self.expose_headers)
+        self._actual_tail: Mapping[str, str] = actual
+        self._methods_value = ", ".join(self.allow_methods)
+        self._headers_value = ", ".join(self.allow_headers)
+
+        self._regex = regex_rules
+        self._resolver = Resolver(
+            self._combine(origins), clock=self.clock, timeout=timeout, max_stale=max_stale
+        )
+
+    # --- construction helpers --------------------------------------------------------
+
+    def _origins_provider(self, value: OriginsSpec, problems: list[Problem]) -> Provider:
+        if isinstance(value, str):
+            problems.append(string_not_list("allow_origins", value))
+        elif isinstance(value, Provider) and not isinstance(value, type):
+            return value
+        elif callable(value):
+            return CallableProvider(value)
+        elif isinstance(value, Iterable):
+            rules, found = compile_or_raise(value)
+            problems.extend(found)
+            static = StaticProvider()
+            static.rules = rules
+            return static
+        else:
+            problems.append(
+                Problem(
+                    "corsengine.E016",
+                    f"allow_origins is a {type(value).__name__}",
+                    "pass a list of origins, a zero-argument function, or a provider",
+                )
+            )
+        return StaticProvider()
+
+    def _check_credentials(self, rules: Rules, problems: list[Problem]) -> None:
+        if not self.allow_credentials:
+            return
+        if rules.allow_all and not self.unsafe_allow_any_origin_with_credentials:
+            problems.append(
+                Problem(
+                    "corsengine.E012",
+                    "allow_origins=['*'] with allow_credentials=True lets every site read "
+                    "authenticated responses",
+                    "list the trusted origins, or pass unsafe_allow_any_origin_with_credentials=True "
+                    "if that is really meant",
+                )
+            )
+        if "null" in rules.exact:
+            problems.append(
+                Problem(
+                    "corsengine.E011",
+                    "'null' is allowed together with credentials",
+                    "sandboxed iframes and file:// pages all send Origin: null; "
+                    "never trust it with credentials",
+                )
+            )
+
+    def _combine(self, origins: Provider) -> Provider:
+        # allow_origin_regex is its own member, so swap() replaces only allow_origins.
+        if not self._regex:
+            return origins
+        regex = StaticProvider()
+        regex.rules = self._regex
+        return UnionProvider([origins, regex])
+
+    # --- hot swap ---------------------------------------------------------------------
+
+    def swap(self, allow_origins: OriginsSpec) -> None:
+        """Replace the allowlist atomically; the next request sees the new one.
+
+        Takes what ``allow_origins`` takes (a list, a function or a provider) and
+        validates it first: a bad list raises ConfigurationError and nothing changes.
+        """
+        problems: list[Problem] = []
+        origins = self._origins_provider(allow_origins, problems)
+        if isinstance(origins, StaticProvider):
+            self._check_credentials(origins.rules, problems)
+        if problems:
+            raise ConfigurationError(problems)
+        self._resolver.swap(self._combine(origins))
+
+    async def refresh(self) -> None:
+        """Reload every dynamic provider now and forget cached predicate answers."""
+        await self._resolver.refresh()
+
+    def on_change(self, listener: Callable[[Change], object]) -> Callable[[], None]:
+        """Call ``listener(change)`` with the added and removed rules after each change.
+
+        Returns a function that unsubscribes the listener.
+        """
+        return self._resolver.on_change(listener)
+
+    @property
+    def rules(self) -> Rules:
+        """The allowlist in force now (the merged snapshot of every provider)."""
+        return self._resolver.state.rules
+
+    async def aclose(self) -> None:
+        """Stop background refreshes and close the providers."""
+        await self._resolver.aclose()
+
+    # --- matching ---------------------------------------------------------------------
+
+    def _rule_now(self, origin: str) -> str | _Pending | None:
+        """The rule allowing ``origin`` from what is at hand, or PENDING if I/O is needed."""
+        state = self._resolver.state
+        if state.deadline != math.inf and state.deadline <= self.clock():
+            return PENDING
+        rules = state.rules
+        if origin in rules.exact:
+            return origin
+        parsed = parse_origin(origin)
+        if parsed is None:
+            return None
+        rule = rules.match(origin, parsed)
+        if rule is not None or not state.predicates:
+            return rule
+        cached = Resolver.cached_predicate(state, origin)
+        if cached is None:
+            return PENDING
+        return "predicate" if cached else None
+
+    async def _rule_async(self, origin: str, scope: Scope | None) -> str | None:
+        state = self._resolver.state
+        if state.deadline <= self.clock():
+            state = await self._resolver.current()
+        rules = state.rules
+        parsed = parse_origin(origin)
+        rule = rules.match(origin, parsed)
+        if rule is not None or parsed is None or not state.predicates:
+            return rule
+        return await self._resolver.ask_predicates(state, origin, scope)
+
+    def _allow_origin_value(self, rule: str, origin: str) -> str | None:
+        """What Access-Control-Allow-Origin says for a matched rule (None: refused)."""
+        if rule != "*":
+            return origin
+        if not self.allow_credentials:
+            return "*"
+        # "*" with credentials: the drop-in mirrors the origin (Starlette compatibility);
+        # a dynamic source returning "*" for a credentialed native policy is refused.
+        return origin if self.unsafe_allow_any_origin_with_credentials else None
+
+    # --- decisions ----------------------------------------------------------------------
+
+    def evaluate(
+        self,
+        origin: str | None,
+        method: str = "GET",
+        request_headers: str | Iterable[str] | None = None,
+        *,
+        preflight: bool = False,
+        private_network: bool = False,
+        scope: Scope | None = None,
+    ) -> Decision:
+        """Decide a request from plain strings.
+
+        For a preflight (``preflight=True``), ``method`` and ``request_headers`` are what
+        the browser asks for (Access-Control-Request-Method / -Headers) and
+        ``private_network`` is Access-Control-Request-Private-Network. For an actual
+        request only the origin matters.
+        """
+        rule: str | _Pending | None = None
+        if origin is not None:
+            rule = self._rule_now(origin)
+            if rule is PENDING:
+                rule = _run_sync(self._rule_async(origin, scope))
+        return self._decide(origin, rule, method, request_headers, preflight, private_network)
+
+    async def aevaluate(
+        self,
+        origin: str | None,
+        method: str = "GET",
+        request_headers: str | Iterable[str] | None = None,
+        *,
+        preflight: bool = False,
+        private_network: bool = False,
+        scope: Scope | None = None,
+    ) -> Decision:
+        """``evaluate()`` for async code: loads and asks predicates without blocking."""
+        rule: str | None = None
+        if origin is not None:
+            now = self._rule_now(origin)
+            rule = await self._rule_async(origin, scope) if isinstance(now, _Pending) else now
+        return self._decide(origin, rule, method, request_headers, preflight, private_network)
+
+    def _decide(
+        self,
+        origin: str | None,
+        rule: str | _Pending | None,
+        method: str,
+        request_headers: str | Iterable[str] | None,
+        preflight: bool,
+        private_network: bool,
+    ) -> Decision:
+        if origin is None:
+            return Decision(False, "not-cors", "no Origin header: not a CORS request", {"Vary": "Origin"})
+        value = self._allow_origin_value(rule, origin) if isinstance(rule, str) else None
+        rule_text = rule if isinstance(rule, str) and value is not None else None
+        if rule_text is None:
+            origin_reason = self._refusal_reason(origin, rule)
+        else:
+            matched = "an exact entry" if rule_text == origin else quote(rule_text)
+            origin_reason = f"origin {quote(origin)} matches {matched}"
+        if preflight:
+            return self._preflight(
+                origin, value, origin_reason, rule_text, method, request_headers, private_network
+            )
+        if value is None:
+            return Decision(False, "actual", origin_reason, {"Vary": "Origin"})
+        headers = {"Access-Control-Allow-Origin": value, **self._actual_tail, "Vary": "Origin"}
+        return Decision(True, "actual", origin_reason, headers, rule=rule_text)
+
+    def _refusal_reason(self, origin: str, rule: object) -> str:
+        if rule == "*":
+            return "origin matches '*', which is refused together with credentials"
+        if origin != "null" and parse_origin(origin) is None:
+            return describe_invalid_origin(origin)
+        return f"origin {quote(origin)} matches no rule"
+
+    def _preflight(
+        self,
+        origin: str,
+        value: str | None,
+        origin_reason: str,
+        rule_text: str | None,
+        method: str,
+        request_headers: str | Iterable[str] | None,
+        private_network: bool,
+    ) -> Decision:
+        failures: list[str] = []
+        reasons = [origin_reason]
+        if value is None:
+            failures.append("origin")
+        if method not in self._methods:
+            failures.append("method")
+            reasons.append(f"method {quote(method)} is not in allow_methods ({self._methods_value})")
+        headers_value, headers_problem = self._check_request_headers(request_headers)
+        if headers_problem is not None:
+            failures.append("headers")
+            reasons.append(headers_problem)
+        if private_network and not self.allow_private_network:
+            failures.append("private-network")
+            reasons.append("private network access was requested and allow_private_network is off")
+
+        headers: dict[str, str] = {"Vary": PREFLIGHT_VARY}
+        if value is not None:
+            # Headers of a refused origin stay minimal: nothing about credentials or methods.
+            headers["Access-Control-Allow-Origin"] = value
+            headers["Access-Control-Allow-Methods"] = self._methods_value
+            headers["Access-Control-Max-Age"] = str(self.max_age)
+            if headers_value:
+                headers["Access-Control-Allow-Headers"] = headers_value
+            if self.allow_credentials:
+                headers["Access-Control-Allow-Credentials"] = "true"
+            if private_network and self.allow_private_network:
+                headers["Access-Control-Allow-Private-Network"] = "true"
+        if failures:
+            return Decision(
+                False,
+                "preflight",
+                "preflight refused: " + "; ".join(reasons),
+                headers,
+                status=400,
+                body="Disallowed CORS " + ", ".join(failures),
+                failures=tuple(failures),
+            )
+        body = "OK" if self.preflight_status != 204 else ""
+        return Decision(
+            True,
+            "preflight",
+            "preflight allowed: " + "; ".join(reasons),
+            headers,
+            status=self.preflight_status,
+            body=body,
+            rule=rule_text,
+        )
+
+    def _check_request_headers(self, requested: str | Iterable[str] | None) -> tuple[str, str | None]:
+        """The Access-Control-Allow-Headers value and a problem, if any."""
+        if requested is None:
+            return ("" if self.allow_all_headers else self._headers_value), None
+        raw = requested if isinstance(requested, str) else ", ".join(requested)
+        if len(raw) > MAX_REQUEST_HEADERS_LENGTH:
+            return (
+                "",
+                f"Access-Control-Request-Headers is {len(raw)} bytes, over {MAX_REQUEST_HEADERS_LENGTH}",
+            )
+        names = [name.strip() for name in raw.split(",")]
+        names = [name for name in names if name]
+        for name in names:
+            lowered = name.lower()
+            if not _TOKEN.fullmatch(name):
+                return "", f"request header {quote(name)} is not a valid header name"
+            if lowered in self._headers:
+                continue
+            if self.allow_all_headers and lowered != "authorization":
+                continue
+            why = " ('*' never covers Authorization)" if self.allow_all_headers else ""
+            return "", f"request header {quote(name)} is not in allow_headers{why}"
+        if self.allow_all_headers:
+            # Mirror what was asked (bounded above): the only way "*" works with credentials.
+            return raw.strip(), None
+        return self._headers_value, None

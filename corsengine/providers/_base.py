@@ -1,0 +1,79 @@
+"""The provider base class and the union of providers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from .._patterns import Rules
+from ..types import Provider
+
+if TYPE_CHECKING:
+    from ..types import Scope
+
+DEFAULT_TTL = 30.0
+"""Seconds a dynamic snapshot stays fresh (see docs/dynamic.md for the reasoning)."""
+
+
+class BaseProvider:
+    """Convenience base for providers: ``|`` combines providers into a union.
+
+    Subclasses implement ``load()``; ``ttl`` is how long a snapshot stays fresh.
+    """
+
+    ttl: float | None = None  # None: the snapshot never goes stale
+
+    async def load(self) -> Rules:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Release resources; the default has none."""
+
+    def __or__(self, other: Provider) -> UnionProvider:
+        return UnionProvider((self, other))
+
+    def __ror__(self, other: Provider) -> UnionProvider:
+        return UnionProvider((other, self))
+
+
+class UnionProvider(BaseProvider):
+    """Allows an origin when any member allows it. A failing member contributes nothing.
+
+    The resolver caches each member separately (each with its own TTL and last good
+    snapshot); ``load()`` here only serves direct use outside a resolver.
+    """
+
+    def __init__(self, members: Iterable[Provider]) -> None:
+        flat: list[Provider] = []
+        for member in members:
+            flat.extend(member.members if isinstance(member, UnionProvider) else (member,))
+        self.members: tuple[Provider, ...] = tuple(flat)
+
+    async def load(self) -> Rules:
+        rules = Rules()
+        for member in self.members:
+            rules = rules | await member.load()
+        return rules
+
+    async def aclose(self) -> None:
+        for member in self.members:
+            close = getattr(member, "aclose", None)
+            if close is not None:
+                await close()
+
+    def __repr__(self) -> str:
+        return " | ".join(repr(member) for member in self.members)
+
+
+class PredicateBase(BaseProvider):
+    """Marker base for providers that decide per origin instead of listing origins."""
+
+    cache_size: int
+    cache_ttl: float
+    timeout: float
+
+    async def load(self) -> Rules:
+        return Rules()
+
+    async def allows(self, origin: str, scope: Scope | None) -> bool:
+        raise NotImplementedError

@@ -1,0 +1,54 @@
+"""Static allowlists: exact origins, wildcard patterns and regexes, compiled once."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+
+from .._patterns import Rules, compile_entries
+from ..exceptions import ConfigurationError, CorsEngineWarning, Problem
+from ._base import BaseProvider
+
+
+def compile_or_raise(entries: Iterable[str], regexes: Iterable[str] = ()) -> tuple[Rules, list[Problem]]:
+    """Compile configuration entries; warn about normalization, return problems."""
+    rules, problems, notes = compile_entries(entries, regexes=regexes)
+    for note in notes:
+        warnings.warn(note, CorsEngineWarning, stacklevel=4)
+    return rules, problems
+
+
+class StaticProvider(BaseProvider):
+    """A fixed list of exact origins and wildcard patterns (and optionally regexes).
+
+    >>> StaticProvider(["https://app.example.com", "https://*.example.com"])
+    StaticProvider(['https://*.example.com', 'https://app.example.com'])
+    """
+
+    def __init__(self, entries: Iterable[str] = (), *, regexes: Iterable[str] = ()) -> None:
+        if isinstance(entries, str):
+            raise ConfigurationError([string_not_list("allow_origins", entries)])
+        self.rules, problems = compile_or_raise(entries, regexes)
+        if problems:
+            raise ConfigurationError(problems)
+
+    async def load(self) -> Rules:
+        return self.rules
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({sorted(self.rules.entries)!r})"
+
+
+class RegexProvider(StaticProvider):
+    """Origins that fully match a regular expression (never a partial match)."""
+
+    def __init__(self, *patterns: str) -> None:
+        super().__init__((), regexes=patterns)
+
+
+def string_not_list(name: str, value: str) -> Problem:
+    return Problem(
+        "corsengine.E010",
+        f"{name} is the string {value!r}, not a list",
+        f"write {name}=[{', '.join(repr(part.strip()) for part in value.split(','))}]",
+    )

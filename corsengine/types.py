@@ -1,0 +1,37 @@
+"""ASGI aliases and the provider protocol, defined once for the whole package."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from ._patterns import Rules
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+Clock = Callable[[], float]
+"""A monotonic clock in seconds; injected so tests advance time instead of sleeping."""
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """Anything that produces an allowlist snapshot.
+
+    ``load()`` returns the current :class:`~corsengine.providers.Rules`; raise any exception
+    (or return rules built from bad data, which the provider should reject itself) and the
+    resolver keeps the last good snapshot. ``ttl`` is how many seconds a snapshot stays
+    fresh (``None``: forever). Optional extras the resolver uses when present:
+
+    - ``async def aclose(self) -> None``: release connections when the app shuts down.
+    - ``async def watch(self, invalidate: Callable[[], None]) -> None``: a long-running
+      task (file polling, Redis pub/sub) that calls ``invalidate()`` when the source changed.
+    """
+
+    ttl: float | None
+
+    async def load(self) -> Rules: ...
