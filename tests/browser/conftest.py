@@ -234,6 +234,7 @@ class Impl:
 
     name: str
     cls: Any
+    extension: bool = False  # a corsengine-only case, with no Starlette counterpart
 
 
 def _corsengine_available() -> bool:
@@ -260,7 +261,7 @@ def corsengine_impl() -> Impl:
         pytest.skip("corsengine's core is not merged into this branch yet")
     import corsengine
 
-    return Impl("corsengine", corsengine.CORSMiddleware)
+    return Impl("corsengine", corsengine.CORSMiddleware, extension=True)
 
 
 @pytest.fixture
@@ -425,25 +426,33 @@ class Matrix:
 
     def __init__(self) -> None:
         self.rows: dict[str, dict[str, tuple[FetchResult, str]]] = {}
+        self.extensions: dict[str, tuple[FetchResult, str]] = {}
 
     def record(self, case: str, impl: Impl, result: FetchResult, note: str = "") -> None:
         """Record one outcome; note adds what the server saw (e.g. how many preflights)."""
-        self.rows.setdefault(case, {})[impl.name] = (result, note)
+        if impl.extension:
+            self.extensions[case] = (result, note)
+        else:
+            self.rows.setdefault(case, {})[impl.name] = (result, note)
 
     def table(self) -> str:
-        lines = ["| Case | corsengine | Starlette | Same for the script? |", "| --- | --- | --- | --- |"]
+        lines = [
+            "### Starlette-compatible arguments, both middlewares",
+            "",
+            "| Case | corsengine | Starlette | Same for the script? |",
+            "| --- | --- | --- | --- |",
+        ]
         for case, results in self.rows.items():
-            cells = [
-                results[name][0].outcome() + results[name][1] if name in results else "not run"
-                for name in self.IMPLS
-            ]
+            cells = [_cell(*results[name]) if name in results else "not run" for name in self.IMPLS]
             if len(results) < len(self.IMPLS):
                 same = "n/a"
             else:
                 # What the page's script can observe; the console wording of a refusal may differ.
                 seen = {(r.ok, r.status, r.blocked, r.header_value, r.body, n) for r, n in results.values()}
                 same = "yes" if len(seen) == 1 else "**no**"
-            lines.append(f"| {case} | {' | '.join(c.replace('|', '/') for c in cells)} | {same} |")
+            lines.append(f"| {case} | {' | '.join(cells)} | {same} |")
+        lines += ["", "### corsengine extensions", "", "| Case | corsengine |", "| --- | --- |"]
+        lines += [f"| {case} | {_cell(*outcome)} |" for case, outcome in self.extensions.items()]
         return "\n".join(lines)
 
     def write_into(self, path: Path) -> None:
@@ -455,10 +464,14 @@ class Matrix:
         path.write_text(f"{before}{self.START}\n{self.table()}\n{self.END}{after}", encoding="utf-8")
 
 
+def _cell(result: FetchResult, note: str) -> str:
+    return (result.outcome() + note).replace("|", "/")
+
+
 @pytest.fixture(scope="session")
 def matrix() -> Iterator[Matrix]:
     recorded = Matrix()
     yield recorded
     target = os.environ.get(MATRIX_ENV)
-    if target and recorded.rows:
+    if target and (recorded.rows or recorded.extensions):
         recorded.write_into(Path(target))

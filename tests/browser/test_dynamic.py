@@ -1,0 +1,173 @@
+"""corsengine's own extensions, judged by Chromium: patterns, callables, predicates, hot swap."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+PREFLIGHTED = {"allow_methods": ["GET", "PUT"], "allow_headers": ["X-Custom"]}
+PUT = {"method": "PUT", "headers": {"X-Custom": "1"}}
+
+
+@pytest.fixture
+def corsengine() -> Any:
+    return pytest.importorskip("corsengine")
+
+
+@pytest.mark.parametrize(
+    ("pattern", "page", "allowed"),
+    [
+        ("http://localhost:*", "localhost", True),
+        ("http://localhost:*", "ip", False),
+        ("http://*.localhost:*", "app", True),
+        # A subdomain wildcard never covers the apex.
+        ("http://*.localhost:*", "localhost", False),
+    ],
+    ids=["any-port-match", "any-port-other-host", "subdomain-match", "subdomain-apex"],
+)
+def test_wildcard_patterns(corsengine_impl, serve_api, open_page, origins, matrix, pattern, page, allowed):
+    api = serve_api(corsengine_impl, allow_origins=[pattern])
+
+    result = open_page(getattr(origins, page)).fetch(api.url())
+
+    matrix.record(f"Pattern `{pattern}`, page on {page_host(origins, page)}", corsengine_impl, result)
+    assert result.ok is allowed, result
+    assert result.blocked is not allowed
+
+
+def page_host(origins: Any, page: str) -> str:
+    return {"ip": "127.0.0.1", "localhost": "localhost", "app": "app.localhost"}[page]
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_callable_origins_are_called_once_per_ttl_not_per_request(
+    corsengine_impl, serve_api, open_page, origins, matrix, kind
+):
+    calls: list[str] = []
+
+    def sync_origins() -> list[str]:
+        calls.append("called")
+        return [origins.app]
+
+    async def async_origins() -> list[str]:
+        return sync_origins()
+
+    api = serve_api(corsengine_impl, allow_origins=sync_origins if kind == "sync" else async_origins)
+
+    allowed_page = open_page(origins.app)
+    first = allowed_page.fetch(api.url())
+    second = allowed_page.fetch(api.url())
+    refused = open_page(origins.ip).fetch(api.url())
+
+    matrix.record(f"{kind.capitalize()} callable `allow_origins`, returned origin", corsengine_impl, first)
+    matrix.record(f"{kind.capitalize()} callable `allow_origins`, other origin", corsengine_impl, refused)
+    assert first.ok and second.ok, (first, second)
+    assert refused.blocked, refused
+    # The snapshot is cached for the provider's TTL: three requests, one call.
+    assert calls == ["called"]
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_predicate_decides_per_origin_and_sees_the_request(
+    corsengine, corsengine_impl, serve_api, open_page, origins, matrix, kind
+):
+    asked: list[tuple[str, str]] = []
+
+    def sync_predicate(origin: str, scope: Any) -> bool:
+        asked.append((origin, scope["path"]))
+        return origin.endswith(f".localhost:{origins.port}")
+
+    async def async_predicate(origin: str, scope: Any) -> bool:
+        return sync_predicate(origin, scope)
+
+    predicate = sync_predicate if kind == "sync" else async_predicate
+    provider = corsengine.providers.PredicateProvider(predicate)
+    api = serve_api(corsengine_impl, allow_origins=provider, **PREFLIGHTED)
+
+    allowed = open_page(origins.app).fetch(api.url(), **PUT)
+    allowed_again = open_page(origins.app).fetch(api.url())
+    refused = open_page(origins.localhost).fetch(api.url(), **PUT)
+
+    matrix.record(
+        f"{kind.capitalize()} predicate, preflighted PUT, origin it accepts", corsengine_impl, allowed
+    )
+    matrix.record(
+        f"{kind.capitalize()} predicate, preflighted PUT, origin it refuses", corsengine_impl, refused
+    )
+    assert allowed.ok and allowed_again.ok, (allowed, allowed_again)
+    assert refused.blocked, refused
+    assert api.log.count("PUT") == 1  # the refused origin's PUT was never sent
+    # Asked once per origin (the answer is cached), with the request's own scope.
+    assert sorted(asked) == [(origins.app, "/data"), (origins.localhost, "/data")]
+
+
+def test_hot_swap_flips_the_browser_outcome_without_a_restart(
+    corsengine, corsengine_impl, serve_api, open_page, origins, matrix
+):
+    # max_age=0: Chromium must ask again for every PUT, so it sees each swap at once.
+    policy = corsengine.Policy(allow_origins=[origins.ip], max_age=0, **PREFLIGHTED)
+    api = serve_api(corsengine_impl, policy=policy)
+    page = open_page(origins.ip)
+
+    before = page.fetch(api.url(), **PUT)
+    api.server.call(policy.swap, [origins.app])
+    after_put = page.fetch(api.url(), **PUT)
+    after_get = page.fetch(api.url())
+    api.server.call(policy.swap, [origins.ip, origins.app])
+    restored = page.fetch(api.url(), **PUT)
+
+    matrix.record("Hot swap: preflighted PUT before `swap()`", corsengine_impl, before)
+    matrix.record("Hot swap: preflighted PUT after `swap()` removed the origin", corsengine_impl, after_put)
+    matrix.record("Hot swap: simple GET after `swap()` removed the origin", corsengine_impl, after_get)
+    matrix.record("Hot swap: preflighted PUT after `swap()` put it back", corsengine_impl, restored)
+    assert before.ok, before
+    assert after_put.blocked and after_get.blocked, (after_put, after_get)
+    assert restored.ok, restored
+    # The refused PUT never reached the app; the three allowed ones each had a preflight.
+    assert api.log.count("PUT") == 2
+    assert api.log.count("OPTIONS") == 3
+
+
+def test_a_cached_preflight_still_lets_a_revoked_origin_send_puts(
+    corsengine, corsengine_impl, serve_api, open_page, origins, matrix
+):
+    # What max_age=0 in the test above avoids: Chromium trusts its cached preflight, sends the
+    # PUT without asking, and only the missing Allow-Origin on the response hides the result.
+    policy = corsengine.Policy(allow_origins=[origins.ip], max_age=600, **PREFLIGHTED)
+    api = serve_api(corsengine_impl, policy=policy)
+    page = open_page(origins.ip)
+
+    before = page.fetch(api.url(), **PUT)
+    api.server.call(policy.swap, [origins.app])
+    after = page.fetch(api.url(), **PUT)
+
+    note = f"; the PUT reached the app {api.log.count('PUT')} times, {api.log.count('OPTIONS')} preflight(s)"
+    matrix.record(
+        "Hot swap with max_age=600: PUT after `swap()` removed the origin", corsengine_impl, after, note
+    )
+    assert before.ok, before
+    assert after.blocked, after
+    assert api.log.count("OPTIONS") == 1
+    assert api.log.count("PUT") == 2  # the revoked origin's PUT was executed by the app
+
+
+def test_refresh_reloads_a_callable_before_its_ttl(
+    corsengine, corsengine_impl, serve_api, open_page, origins, matrix
+):
+    allowlist = [origins.ip]
+    provider = corsengine.providers.CallableProvider(lambda: list(allowlist), ttl=3600)
+    policy = corsengine.Policy(allow_origins=provider)
+    api = serve_api(corsengine_impl, policy=policy)
+    page = open_page(origins.ip)
+
+    before = page.fetch(api.url())
+    allowlist.clear()
+    cached = page.fetch(api.url())
+    api.server.call(policy.refresh)
+    after = page.fetch(api.url())
+
+    matrix.record("Callable (ttl=3600) emptied, before `refresh()`", corsengine_impl, cached)
+    matrix.record("Callable (ttl=3600) emptied, after `refresh()`", corsengine_impl, after)
+    assert before.ok and cached.ok, (before, cached)  # within the TTL the snapshot stands
+    assert after.blocked, after
