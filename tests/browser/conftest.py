@@ -5,9 +5,9 @@ several host names (127.0.0.1, localhost, app.localhost): Chromium resolves `loc
 `*.localhost` to loopback by itself, which gives the suite several distinct origins without
 touching /etc/hosts or any other interface.
 
-The suite writes nothing unless `CORSENGINE_BROWSER_MATRIX` names a Markdown file: then the
-outcomes it recorded replace the table between the matrix markers in that file
-(docs/browser-matrix.md).
+The suite writes nothing into the repository unless CORSENGINE_UPDATE_DOCS=1: then the outcomes
+it recorded replace the table between the matrix markers of docs/browser-matrix.md, and the demo
+test saves its screenshot as docs/demo.png.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ CHROMIUM_ARGS = [
 ]
 STARTUP_TIMEOUT = 10.0  # seconds; a loopback server starts in milliseconds
 FETCH_TIMEOUT_MS = 5_000
-MATRIX_ENV = "CORSENGINE_BROWSER_MATRIX"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+UPDATE_DOCS = os.environ.get("CORSENGINE_UPDATE_DOCS") == "1"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -472,6 +473,11 @@ def _cell(result: FetchResult, note: str) -> str:
 def matrix() -> Iterator[Matrix]:
     recorded = Matrix()
     yield recorded
-    target = os.environ.get(MATRIX_ENV)
-    if target and (recorded.rows or recorded.extensions):
-        recorded.write_into(Path(target))
+    if UPDATE_DOCS and (recorded.rows or recorded.extensions):
+        recorded.write_into(DOCS / "browser-matrix.md")
+
+
+@pytest.fixture
+def docs_dir(tmp_path: Path) -> Path:
+    """Where a test saves documentation artifacts: docs/ when updating them, else a temp dir."""
+    return DOCS if UPDATE_DOCS else tmp_path
