@@ -202,6 +202,9 @@ def _compile_pattern(
     warnings: list[str],
 ) -> None:
     start = len(problems)
+    if raw.strip().startswith("*:"):
+        problems.append(_wildcard_problem(raw, "the scheme cannot be a wildcard"))
+        return
     parts = split_configured(raw, problems)
     if parts is None:
         if raw.strip().startswith("*.") and problems:
@@ -212,9 +215,6 @@ def _compile_pattern(
             )
         return
     scheme, host, port_text = parts.scheme, parts.host, parts.port
-    if "*" in scheme:
-        problems.append(_wildcard_problem(raw, "the scheme cannot be a wildcard"))
-        return
     subdomain_wildcard = host.startswith("*.")
     parent = host[2:] if subdomain_wildcard else host
     if "*" in parent:

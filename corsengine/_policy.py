@@ -443,13 +443,18 @@ class Policy:
         headers: dict[str, str] = {"Vary": PREFLIGHT_VARY}
         if value is not None:
             # Headers of a refused origin stay minimal: nothing about credentials or methods.
-            headers["Access-Control-Allow-Origin"] = value
+            # The order is Starlette's: prepared headers first, per-request values after.
+            if value == "*":
+                headers["Access-Control-Allow-Origin"] = value
             headers["Access-Control-Allow-Methods"] = self._methods_value
             headers["Access-Control-Max-Age"] = str(self.max_age)
-            if headers_value:
+            if not self.allow_all_headers:
                 headers["Access-Control-Allow-Headers"] = headers_value
             if self.allow_credentials:
                 headers["Access-Control-Allow-Credentials"] = "true"
+            headers["Access-Control-Allow-Origin"] = value
+            if self.allow_all_headers and headers_value:
+                headers["Access-Control-Allow-Headers"] = headers_value
             if private_network and self.allow_private_network:
                 headers["Access-Control-Allow-Private-Network"] = "true"
         if failures:
@@ -474,28 +479,22 @@ class Policy:
         )
 
     def _check_request_headers(self, requested: str | Iterable[str] | None) -> tuple[str, str | None]:
-        """The Access-Control-Allow-Headers value and a problem, if any."""
+        """The Access-Control-Allow-Headers value and the problem with the request, if any."""
+        # With "*" the value mirrors the request (the only way "*" works with credentials);
+        # otherwise it is the prepared list, whatever was asked.
+        fixed = "" if self.allow_all_headers else self._headers_value
         if requested is None:
-            return ("" if self.allow_all_headers else self._headers_value), None
+            return fixed, None
         raw = requested if isinstance(requested, str) else ", ".join(requested)
         if len(raw) > MAX_REQUEST_HEADERS_LENGTH:
-            return (
-                "",
-                f"Access-Control-Request-Headers is {len(raw)} bytes, over {MAX_REQUEST_HEADERS_LENGTH}",
-            )
-        names = [name.strip() for name in raw.split(",")]
-        names = [name for name in names if name]
-        for name in names:
+            limit = MAX_REQUEST_HEADERS_LENGTH
+            return fixed, f"Access-Control-Request-Headers is {len(raw)} bytes, over the {limit}-byte limit"
+        for name in filter(None, (name.strip() for name in raw.split(","))):
             lowered = name.lower()
             if not _TOKEN.fullmatch(name):
-                return "", f"request header {quote(name)} is not a valid header name"
-            if lowered in self._headers:
-                continue
-            if self.allow_all_headers and lowered != "authorization":
+                return fixed, f"request header {quote(name)} is not a valid header name"
+            if lowered in self._headers or (self.allow_all_headers and lowered != "authorization"):
                 continue
             why = " ('*' never covers Authorization)" if self.allow_all_headers else ""
-            return "", f"request header {quote(name)} is not in allow_headers{why}"
-        if self.allow_all_headers:
-            # Mirror what was asked (bounded above): the only way "*" works with credentials.
-            return raw.strip(), None
-        return self._headers_value, None
+            return fixed, f"request header {quote(name)} is not in allow_headers{why}"
+        return (raw.strip() if self.allow_all_headers else fixed), None

@@ -1,0 +1,211 @@
+"""The ASGI adapter through raw ASGI calls: no framework, asyncio and trio."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+import pytest
+
+from corsengine import CORSMiddleware, Policy
+from corsengine.providers import CallableProvider, PredicateProvider
+
+from .asgi import call, plain_app
+
+ORIGIN = (b"origin", b"https://app.example.com")
+
+
+def headers_of(raw: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
+    return dict(raw)
+
+
+def run(coroutine_function: Any, *args: Any, backend: str = "asyncio") -> Any:
+    return anyio.run(coroutine_function, *args, backend=backend)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_runs_on_a_bare_asgi_app_with_both_event_loops(backend: str) -> None:
+    app = CORSMiddleware(plain_app(), allow_origins=["https://app.example.com"])
+    status, headers, body = run(call, app, "GET", [ORIGIN], backend=backend)
+    assert (status, body) == (200, b"app")
+    assert headers_of(headers)[b"access-control-allow-origin"] == b"https://app.example.com"
+    assert headers_of(headers)[b"vary"] == b"Origin"
+
+
+def test_preflight_never_reaches_the_app() -> None:
+    inner = plain_app()
+    app = CORSMiddleware(inner, allow_origins=["https://app.example.com"], allow_methods=["PUT"])
+    status, headers, body = run(call, app, "OPTIONS", [ORIGIN, (b"access-control-request-method", b"PUT")])
+    assert (status, body) == (200, b"OK")
+    assert inner.seen == []  # type: ignore[attr-defined]
+    assert headers_of(headers)[b"content-type"] == b"text/plain; charset=utf-8"
+    assert headers_of(headers)[b"content-length"] == b"2"
+
+
+def test_options_without_request_method_is_an_actual_request() -> None:
+    inner = plain_app()
+    app = CORSMiddleware(inner, allow_origins=["https://app.example.com"])
+    _, headers, body = run(call, app, "OPTIONS", [ORIGIN])
+    assert body == b"app"
+    assert headers_of(headers)[b"access-control-allow-origin"] == b"https://app.example.com"
+
+
+def test_two_origin_headers_are_refused_without_an_exception() -> None:
+    app = CORSMiddleware(plain_app(), allow_origins=["https://app.example.com"])
+    status, headers, body = run(call, app, "GET", [ORIGIN, ORIGIN])
+    assert (status, body) == (200, b"app")
+    assert b"access-control-allow-origin" not in headers_of(headers)
+    status, headers, body = run(
+        call,
+        app,
+        "OPTIONS",
+        [ORIGIN, (b"origin", b"https://evil.com"), (b"access-control-request-method", b"GET")],
+    )
+    assert (status, body) == (400, b"Disallowed CORS origin")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"https://app.example.com\r\n", b"\xff\xfe", b"https://app.example.com\x00", b"a" * 10_240, b""],
+    ids=["crlf", "non-utf8", "nul", "10KB", "empty"],
+)
+def test_hostile_origin_bytes_are_refused(value: bytes) -> None:
+    app = CORSMiddleware(plain_app(), allow_origins=["*"])
+    status, headers, body = run(call, app, "GET", [(b"origin", value)])
+    assert (status, body) == (200, b"app")
+    assert b"access-control-allow-origin" not in headers_of(headers)
+
+
+def test_app_cors_headers_are_replaced_and_vary_merged() -> None:
+    inner = plain_app(
+        [
+            (b"Access-Control-Allow-Origin", b"*"),
+            (b"access-control-expose-headers", b"X-Secret"),
+            (b"Vary", b"Accept-Encoding"),
+            (b"vary", b"Cookie"),
+            (b"x-kept", b"1"),
+        ]
+    )
+    app = CORSMiddleware(inner, allow_origins=["https://app.example.com"], expose_headers=["X-Total"])
+    _, headers, _ = run(call, app, "GET", [ORIGIN])
+    assert headers == [
+        (b"x-kept", b"1"),
+        (b"access-control-allow-origin", b"https://app.example.com"),
+        (b"access-control-expose-headers", b"X-Total"),
+        (b"vary", b"Accept-Encoding, Cookie, Origin"),
+    ]
+    _, headers, _ = run(call, app, "GET", [(b"origin", b"https://evil.com")])
+    assert headers == [(b"x-kept", b"1"), (b"vary", b"Accept-Encoding, Cookie, Origin")]
+
+
+def test_vary_star_is_left_alone() -> None:
+    app = CORSMiddleware(plain_app([(b"vary", b"*")]), allow_origins=["https://app.example.com"])
+    _, headers, _ = run(call, app, "GET", [ORIGIN])
+    assert headers_of(headers)[b"vary"] == b"*"
+
+
+def test_websocket_and_other_scopes_pass_through() -> None:
+    seen: list[str] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["type"])
+
+    app = CORSMiddleware(inner, allow_origins=["https://app.example.com"])
+
+    async def main() -> None:
+        await app({"type": "websocket", "headers": [ORIGIN]}, None, None)  # type: ignore[arg-type]
+
+    anyio.run(main)
+    assert seen == ["websocket"]
+
+
+def test_lifespan_is_forwarded_and_runs_background_refreshes() -> None:
+    calls: list[str] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        assert scope["type"] == "lifespan"
+        while True:
+            message = await receive()
+            calls.append(message["type"])
+            await send({"type": message["type"] + ".complete"})
+            if message["type"] == "lifespan.shutdown":
+                return
+
+    policy = Policy(lambda: ["https://app.example.com"])
+    app = CORSMiddleware(inner, policy=policy)
+    sent: list[str] = []
+    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+
+    async def receive() -> Any:
+        return next(messages)
+
+    async def send(message: Any) -> None:
+        sent.append(message["type"])
+        if message["type"] == "lifespan.startup.complete":
+            assert policy._resolver._task_group is not None
+
+    anyio.run(app, {"type": "lifespan"}, receive, send)
+    assert calls == ["lifespan.startup", "lifespan.shutdown"]
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert policy._resolver._task_group is None
+
+
+def test_policy_argument_excludes_the_keyword_arguments() -> None:
+    with pytest.raises(TypeError, match="either policy= or"):
+        CORSMiddleware(plain_app(), allow_origins=["https://a.com"], policy=Policy())
+    app = CORSMiddleware(plain_app(), policy=Policy(["https://a.com"], allow_credentials=True))
+    _, headers, _ = run(call, app, "GET", [(b"origin", b"https://a.com")])
+    assert headers_of(headers)[b"access-control-allow-credentials"] == b"true"
+
+
+def test_the_blog_callable_and_an_async_callable() -> None:
+    def custom_origins() -> list[str]:
+        return ["http://localhost", "http://localhost:3000", "https://example.com"]
+
+    async def async_origins() -> list[str]:
+        return ["https://async.example"]
+
+    for origins, allowed in (
+        (custom_origins, b"http://localhost:3000"),
+        (async_origins, b"https://async.example"),
+    ):
+        app = CORSMiddleware(plain_app(), allow_origins=origins)
+        _, headers, _ = run(call, app, "GET", [(b"origin", allowed)])
+        assert headers_of(headers)[b"access-control-allow-origin"] == allowed
+        _, headers, _ = run(call, app, "GET", [(b"origin", b"https://evil.com")])
+        assert b"access-control-allow-origin" not in headers_of(headers)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_predicate_provider_through_the_middleware(backend: str) -> None:
+    asked: list[str] = []
+
+    async def is_tenant(origin: str, scope: Any) -> bool:
+        asked.append(origin)
+        assert scope is not None and scope["path"] == "/"
+        return origin.endswith(".tenant.example")
+
+    app = CORSMiddleware(plain_app(), allow_origins=PredicateProvider(is_tenant))
+    for _ in range(3):
+        _, headers, _ = run(call, app, "GET", [(b"origin", b"https://a.tenant.example")], backend=backend)
+        assert headers_of(headers)[b"access-control-allow-origin"] == b"https://a.tenant.example"
+    assert asked == ["https://a.tenant.example"]  # cached after the first answer
+    _, headers, _ = run(call, app, "GET", [(b"origin", b"https://b.example")], backend=backend)
+    assert b"access-control-allow-origin" not in headers_of(headers)
+
+
+def test_refused_origins_are_logged_escaped(caplog: pytest.LogCaptureFixture) -> None:
+    app = CORSMiddleware(plain_app(), allow_origins=["https://app.example.com"])
+    with caplog.at_level(logging.DEBUG, logger="corsengine"):
+        run(call, app, "GET", [(b"origin", b"https://evil.com\r\nINJECTED")])
+    assert caplog.records, "a refusal is logged at debug level"
+    message = caplog.records[0].getMessage()
+    assert "\r" not in message and "\n" not in message
+    assert "\\r\\nINJECTED" in message
+
+
+def test_callable_provider_object_is_accepted() -> None:
+    app = CORSMiddleware(plain_app(), allow_origins=CallableProvider(lambda: ["https://a.com"], ttl=5))
+    _, headers, _ = run(call, app, "GET", [(b"origin", b"https://a.com")])
+    assert headers_of(headers)[b"access-control-allow-origin"] == b"https://a.com"
