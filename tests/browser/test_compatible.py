@@ -149,7 +149,7 @@ def test_allow_all_origins_with_credentials(impl, serve_api, open_page, origins,
     # Starlette mirrors the origin when "*" meets allow_credentials=True; corsengine's drop-in
     # keeps that working and warns at construction.
     warns = impl.name == "corsengine" and allow_credentials
-    with pytest.warns(Warning) if warns else contextlib.nullcontext():
+    with pytest.warns(UserWarning, match="allow_credentials") if warns else contextlib.nullcontext():
         api = serve_api(impl, allow_origins=["*"], allow_credentials=allow_credentials)
 
     result = open_page(origins.localhost).fetch(api.url(), credentials="include")

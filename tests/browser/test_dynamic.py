@@ -171,3 +171,37 @@ def test_refresh_reloads_a_callable_before_its_ttl(
     matrix.record("Callable (ttl=3600) emptied, after `refresh()`", corsengine_impl, after)
     assert before.ok and cached.ok, (before, cached)  # within the TTL the snapshot stands
     assert after.blocked, after
+
+
+def test_a_failing_provider_denies(corsengine_impl, serve_api, open_page, origins, matrix):
+    def broken() -> list[str]:
+        raise ConnectionError("the tenant database is down")
+
+    api = serve_api(corsengine_impl, allow_origins=broken)
+
+    result = open_page(origins.ip).fetch(api.url())
+
+    matrix.record("Callable `allow_origins` that raises", corsengine_impl, result)
+    assert result.blocked, result
+    assert api.log.count("GET") == 1  # the request itself still reached the app
+
+
+def test_refresh_revokes_cached_predicate_answers(
+    corsengine, corsengine_impl, serve_api, open_page, origins, matrix
+):
+    tenants = {origins.app}
+    provider = corsengine.providers.PredicateProvider(lambda origin, scope: origin in tenants, cache_ttl=3600)
+    policy = corsengine.Policy(allow_origins=provider)
+    api = serve_api(corsengine_impl, policy=policy)
+    page = open_page(origins.app)
+
+    before = page.fetch(api.url())
+    tenants.clear()
+    cached = page.fetch(api.url())
+    api.server.call(policy.refresh)
+    after = page.fetch(api.url())
+
+    matrix.record("Predicate (cache_ttl=3600) now refusing, before `refresh()`", corsengine_impl, cached)
+    matrix.record("Predicate (cache_ttl=3600) now refusing, after `refresh()`", corsengine_impl, after)
+    assert before.ok and cached.ok, (before, cached)  # the cached answer stands...
+    assert after.blocked, after  # ...until a refresh revokes it
