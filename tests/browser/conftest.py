@@ -132,9 +132,9 @@ class LoopbackServer:
         self._thread.join(timeout=STARTUP_TIMEOUT)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def servers() -> Iterator[Callable[[Any], LoopbackServer]]:
-    """Start servers on demand; all of them are stopped together at the end of the session.
+    """Start servers on demand; all of them are stopped together when the browser suite ends.
 
     uvicorn needs ~0.2 s to wind down (one tick of its main loop plus a grace period); stopping
     them all at once instead of one per test keeps that cost paid once.
@@ -168,7 +168,7 @@ class Origins:
     port: int
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def origins(servers: Callable[[Any], LoopbackServer]) -> Origins:
     page_app = Starlette(routes=[Route("/", lambda _: HTMLResponse(BLANK_PAGE))])
     server = servers(page_app)
@@ -384,7 +384,11 @@ class BrowserPage:
         )
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an asyncio loop running in the main
+# thread while it is open, and every later test calling asyncio.run() or anyio.run() would fail
+# with "cannot be called from a running event loop". One browser for the whole browser suite,
+# closed as soon as the suite is done.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (set CORSENGINE_CHROMIUM)")
