@@ -65,7 +65,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # --------------------------------------------------------------------------- servers
 
 
-class _Uvicorn(uvicorn.Server):  # type: ignore[misc]
+class _Uvicorn(uvicorn.Server):
     """uvicorn's Server with a threading.Event for "startup finished", so nothing polls."""
 
     def __init__(self, config: Any) -> None:
@@ -337,10 +337,15 @@ class FetchResult:
 
 
 class BrowserPage:
-    """A page loaded from one origin, which runs fetch() as that origin's script would."""
+    """A page loaded from one origin, which runs fetch() as that origin's script would.
 
-    def __init__(self, page: Any) -> None:
+    frame: run the fetches in this frame of the page instead (e.g. a sandboxed iframe, whose
+    origin is opaque and is sent as `Origin: null`).
+    """
+
+    def __init__(self, page: Any, frame: Any = None) -> None:
         self.page = page
+        self.target = frame or page
         self._cors_messages: list[str] = []
         page.on("console", self._on_console)
 
@@ -362,7 +367,7 @@ class BrowserPage:
         if credentials is not None:
             init["credentials"] = credentials
         seen = len(self._cors_messages)
-        raw = self.page.evaluate(FETCH_JS, {"url": url, "init": init, "readHeader": read_header})
+        raw = self.target.evaluate(FETCH_JS, {"url": url, "init": init, "readHeader": read_header})
         reason = None
         if raw["error"] is not None:
             # Chromium logs the reason right after rejecting the promise; wait for it (bounded)
@@ -408,13 +413,21 @@ def context(browser: Any) -> Iterator[Any]:
 
 
 @pytest.fixture
-def open_page(context: Any) -> Callable[[str], BrowserPage]:
-    """open_page(origin) -> a page loaded from that origin, in this test's browser context."""
+def open_page(context: Any) -> Callable[..., BrowserPage]:
+    """open_page(origin) -> a page loaded from that origin, in this test's browser context.
 
-    def open_(origin: str) -> BrowserPage:
+    open_page(origin, sandboxed=True): the fetches run in a sandboxed iframe of that page.
+    """
+
+    def open_(origin: str, *, sandboxed: bool = False) -> BrowserPage:
         page = context.new_page()
         page.goto(origin + "/")
-        return BrowserPage(page)
+        if not sandboxed:
+            return BrowserPage(page)
+        # Scripts allowed, same-origin not: the frame's origin is opaque.
+        page.set_content('<iframe sandbox="allow-scripts" srcdoc="<title>sandboxed</title>"></iframe>')
+        frame = page.locator("iframe").element_handle().content_frame()
+        return BrowserPage(page, frame)
 
     return open_
 

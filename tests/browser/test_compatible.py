@@ -197,3 +197,17 @@ def test_preflight_cache_follows_max_age(
     assert api.log.count("PUT") == 2
     # With a positive max-age Chromium answers the second preflight from its cache.
     assert api.log.count("OPTIONS") == preflights
+
+
+@pytest.mark.parametrize("listed", [True, False], ids=["null-listed", "null-unlisted"])
+def test_sandboxed_iframe_sends_origin_null(impl, serve_api, open_page, origins, matrix, listed):
+    allow_origins = [origins.ip, "null"] if listed else [origins.ip]
+    api = serve_api(impl, allow_origins=allow_origins)
+
+    result = open_page(origins.ip, sandboxed=True).fetch(api.url())
+
+    matrix.record(
+        f'Sandboxed iframe (`Origin: null`), `"null"` {"listed" if listed else "not listed"}', impl, result
+    )
+    # The iframe's page origin is listed, but a sandboxed frame speaks as "null".
+    assert result.ok is listed, result
