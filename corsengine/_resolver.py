@@ -247,25 +247,22 @@ class Resolver:
         return answer
 
     async def ask_predicates(self, state: State, origin: str, scope: Scope | None) -> str | None:
-        """Ask each predicate (cache first); the name of the one that allowed, or None."""
+        """Ask each predicate (cache first); the name of the one that allowed, or None.
+
+        A predicate that raises or times out refuses this request; the failure is logged
+        and not cached, so the next request asks again.
+        """
         for predicate, cache in state.predicates:
             cached = cache.get(origin)
             if cached is None:
-                cached = False
-                with anyio.move_on_after(predicate.timeout) as scope_:
-                    try:
-                        cached = await predicate.allows(origin, scope)
-                    except Exception as error:
-                        logger.warning(
-                            "corsengine: predicate %r raised for origin %s, refusing: %s",
-                            predicate,
-                            quote(origin),
-                            quote(str(error) or type(error).__name__, 200),
-                        )
-                        continue
-                if scope_.cancelled_caught:
+                try:
+                    cached = await predicate.allows(origin, scope)
+                except Exception as error:
                     logger.warning(
-                        "corsengine: predicate %r timed out for origin %s, refusing", predicate, quote(origin)
+                        "corsengine: predicate %r failed for origin %s, refusing: %s",
+                        predicate,
+                        quote(origin),
+                        quote(str(error) or type(error).__name__, 200),
                     )
                     continue
                 cache[origin] = cached

@@ -6,6 +6,8 @@ import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+import anyio
+
 from .._patterns import Rules, compile_entries
 from ..exceptions import ProviderError
 from ..types import Scope
@@ -78,12 +80,14 @@ class PredicateProvider(PredicateBase):
         self.cache_size = cache_size
         self.cache_ttl = cache_ttl
         self.timeout = timeout
-        self.is_async = inspect.iscoroutinefunction(function)
 
     async def allows(self, origin: str, scope: Scope | None) -> bool:
+        # A sync function runs inline (keep it fast, or make it async for I/O); only an
+        # awaitable can be, and is, bounded by the timeout.
         result = self.function(origin, scope)
         if inspect.isawaitable(result):
-            result = await result
+            with anyio.fail_after(self.timeout):
+                result = await result
         return result is True
 
     def __repr__(self) -> str:

@@ -1,0 +1,411 @@
+"""The resolver: TTL, single-flight, stale-while-revalidate, last-known-good, swap.
+
+Time is a FakeClock: TTLs expire by advance(), never by sleeping.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import math
+import random
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from corsengine import Change, ConfigurationError, Policy, ProviderError
+from corsengine.providers import CallableProvider, PredicateProvider, Rules, StaticProvider, UnionProvider
+from corsengine.testing import FakeClock
+
+A, B, C = "https://a.example", "https://b.example", "https://c.example"
+
+
+class Source:
+    """A controllable upstream: what it returns, whether it fails, and a gate to hold it."""
+
+    def __init__(self, origins: list[str]) -> None:
+        self.origins: Any = origins
+        self.calls = 0
+        self.error: Exception | None = None
+        self.gate: anyio.Event | None = None
+
+    async def __call__(self) -> Any:
+        self.calls += 1
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.error is not None:
+            raise self.error
+        return self.origins
+
+
+def make(source: Source, clock: FakeClock, ttl: float = 30.0, **options: Any) -> Policy:
+    return Policy(CallableProvider(source, ttl=ttl), clock=clock, **options)
+
+
+def allowed(policy: Policy, origin: str) -> bool:
+    return policy.evaluate(origin).allowed
+
+
+def test_first_load_then_cached_for_the_ttl(clock: FakeClock) -> None:
+    source = Source([A])
+    policy = make(source, clock)
+    assert allowed(policy, A) and not allowed(policy, B)
+    assert source.calls == 1
+    clock.advance(29)
+    assert allowed(policy, A)
+    assert source.calls == 1
+
+
+def test_thousand_concurrent_requests_on_a_cold_cache_make_one_call(clock: FakeClock) -> None:
+    source = Source([A])
+    source.gate = anyio.Event()
+    policy = make(source, clock)
+    results: list[bool] = []
+
+    async def request() -> None:
+        results.append((await policy.aevaluate(A)).allowed)
+
+    async def main() -> None:
+        async with anyio.create_task_group() as group:
+            for _ in range(1000):
+                group.start_soon(request)
+            await anyio.wait_all_tasks_blocked()
+            assert source.gate is not None
+            source.gate.set()
+
+    anyio.run(main)
+    assert source.calls == 1
+    assert results == [True] * 1000
+
+
+def test_stale_while_revalidate_never_makes_a_request_wait(clock: FakeClock) -> None:
+    source = Source([A])
+    policy = make(source, clock)
+    assert allowed(policy, A)
+    clock.advance(31)
+    source.origins = [B]
+    source.gate = anyio.Event()
+
+    async def main() -> None:
+        # The refresh is held upstream, yet requests answer at once from the stale list.
+        for _ in range(100):
+            assert (await policy.aevaluate(A)).allowed
+        await anyio.wait_all_tasks_blocked()
+        assert source.calls == 2  # one background refresh for all of them
+        assert source.gate is not None
+        source.gate.set()
+        await anyio.wait_all_tasks_blocked()
+        assert not (await policy.aevaluate(A)).allowed
+        assert (await policy.aevaluate(B)).allowed
+
+    anyio.run(main)
+
+
+def test_last_known_good_then_fail_closed(clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    source = Source([A])
+    policy = make(source, clock, ttl=30, max_stale=300)
+    assert allowed(policy, A)
+    source.error = ConnectionError("upstream down")
+
+    async def ask() -> bool:
+        decision = await policy.aevaluate(A)
+        await anyio.wait_all_tasks_blocked()
+        return decision.allowed
+
+    with caplog.at_level(logging.WARNING, logger="corsengine"):
+        for _ in range(5):
+            clock.advance(31)
+            assert anyio.run(ask)  # stale but within max_stale: still allowed
+    failures = [r for r in caplog.records if "upstream down" in r.getMessage()]
+    assert len(failures) == 1  # logged once, not once per attempt
+    assert "keeping the last good allowlist" in failures[0].getMessage()
+    clock.advance(300)
+    assert not anyio.run(ask)  # too old to trust: fail closed
+    assert not anyio.run(ask)
+    source.error = None
+    clock.advance(10)
+    anyio.run(ask)  # triggers the refresh, which now succeeds
+    assert anyio.run(ask)
+
+
+def test_invalid_result_keeps_the_last_good_list(clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    source = Source([A])
+    policy = make(source, clock)
+    assert allowed(policy, A)
+    for bad in ([B, "https://c.example/path"], "https://a.example,https://b.example", [B, 42], None):
+        source.origins = bad
+        clock.advance(31)
+        anyio.run(policy.refresh)
+        assert allowed(policy, A) and not allowed(policy, B), bad
+    messages = " ".join(record.getMessage() for record in caplog.records)
+    assert "corsengine.E001" in messages and "expected a list of origins" in messages
+
+
+def test_first_load_is_bounded_by_the_timeout(clock: FakeClock) -> None:
+    source = Source([A])
+    source.gate = anyio.Event()  # never set: the upstream hangs
+    policy = make(source, clock, timeout=0.05)
+
+    async def main() -> None:
+        with anyio.fail_after(5):  # a safety net; the policy's own timeout is 0.05 s
+            decision = await policy.aevaluate(A)
+        assert not decision.allowed
+        assert "matches no rule" in decision.reason
+
+    anyio.run(main)
+
+
+def test_slow_predicate_refuses_after_its_timeout_without_delaying_others(clock: FakeClock) -> None:
+    async def predicate(origin: str, scope: Any) -> bool:
+        if origin == B:
+            await anyio.sleep(60)
+        return True
+
+    policy = Policy(PredicateProvider(predicate, timeout=0.05) | StaticProvider([C]), clock=clock)
+
+    async def main() -> None:
+        with anyio.fail_after(5):
+            slow = await policy.aevaluate(B)
+        assert not slow.allowed
+        assert (await policy.aevaluate(C)).allowed
+        assert (await policy.aevaluate(A)).allowed
+
+    anyio.run(main)
+
+
+def test_predicate_answers_only_a_real_true(clock: FakeClock) -> None:
+    answers: dict[str, Any] = {A: True, B: "yes", C: 1}
+    policy = Policy(PredicateProvider(lambda origin, scope: answers[origin]), clock=clock)
+    assert allowed(policy, A)
+    assert not allowed(policy, B)
+    assert not allowed(policy, C)
+
+
+def test_predicate_errors_refuse_and_are_logged_escaped(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    def predicate(origin: str, scope: Any) -> bool:
+        raise RuntimeError("db down\r\nFAKE LOG LINE")
+
+    policy = Policy(PredicateProvider(predicate), clock=clock)
+    with caplog.at_level(logging.WARNING, logger="corsengine"):
+        assert not allowed(policy, A)
+    (record,) = caplog.records
+    assert "\n" not in record.getMessage() and "\\r\\nFAKE LOG LINE" in record.getMessage()
+
+
+def test_predicate_cache_expires_and_is_revoked_by_refresh(clock: FakeClock) -> None:
+    calls: list[str] = []
+    verdict = {"value": True}
+
+    def predicate(origin: str, scope: Any) -> bool:
+        calls.append(origin)
+        return verdict["value"]
+
+    policy = Policy(PredicateProvider(predicate, cache_ttl=60), clock=clock)
+    assert allowed(policy, A) and allowed(policy, A)
+    assert calls == [A]
+    verdict["value"] = False
+    clock.advance(61)
+    assert not allowed(policy, A)
+    assert calls == [A, A]
+    verdict["value"] = True
+    anyio.run(policy.refresh)  # a refresh revokes cached answers at once
+    assert allowed(policy, A)
+    assert calls == [A, A, A]
+
+
+def test_flood_of_distinct_origins_keeps_the_decision_cache_bounded(clock: FakeClock) -> None:
+    predicate = PredicateProvider(lambda origin, scope: origin.endswith(".good.example"), cache_size=1000)
+    policy = Policy(predicate, clock=clock)
+    rng = random.Random(7)
+
+    async def flood(count: int) -> None:
+        for _ in range(count):
+            await policy.aevaluate(f"https://{rng.getrandbits(64):x}.evil.example")
+
+    anyio.run(flood, 90_000)
+    gc.collect()
+    tracemalloc.start()
+    anyio.run(flood, 10_000)  # 100,000 distinct origins in all
+    gc.collect()
+    retained, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    ((_, cache),) = policy._resolver.state.predicates
+    assert len(cache) == 1000
+    # What is retained is the cache itself, whose 1000 entries the last 10,000 origins
+    # replaced: about 320 KB (~320 B an entry). Unbounded, 10,000 entries would be ~3 MB.
+    assert retained < 500_000, retained
+
+
+def test_swap_is_atomic_under_load(clock: FakeClock) -> None:
+    policy = Policy([A], clock=clock)
+    log: list[tuple[int, str, bool]] = []
+
+    async def request(index: int, origin: str) -> None:
+        await anyio.lowlevel.checkpoint()
+        log.append((index, origin, (await policy.aevaluate(origin)).allowed))
+
+    async def swap() -> None:
+        await anyio.lowlevel.checkpoint()
+        policy.swap([B])
+
+    async def main() -> None:
+        async with anyio.create_task_group() as group:
+            for index in range(2000):
+                group.start_soon(request, index, A if index % 2 else B)
+                if index == 1000:
+                    group.start_soon(swap)
+
+    anyio.run(main)
+
+    # Every request saw either the old list or the new one, and there is one cut: before it
+    # every answer is the old list's (A allowed, B refused), after it the new list's.
+    def is_new(origin: str, ok: bool) -> bool:
+        return (origin == B) == ok
+
+    cut = min(i for i, (_, origin, ok) in enumerate(log) if is_new(origin, ok))
+    assert not any(is_new(origin, ok) for _, origin, ok in log[:cut])
+    assert all(is_new(origin, ok) for _, origin, ok in log[cut:])
+    assert 400 < cut < 1600  # the swap landed mid-stream: both sides were exercised
+
+
+def test_on_change_reports_added_and_removed(clock: FakeClock) -> None:
+    changes: list[Change] = []
+    source = Source([A, B])
+    policy = make(source, clock)
+    unsubscribe = policy.on_change(changes.append)
+    assert allowed(policy, A)
+    assert changes == [Change(frozenset({A, B}), frozenset())]
+    source.origins = [B, C]
+    anyio.run(policy.refresh)
+    assert changes[-1] == Change(frozenset({C}), frozenset({A}))
+    policy.swap(["https://*.d.example"])
+    assert changes[-1] == Change(frozenset({"https://*.d.example"}), frozenset({B, C}))
+    unsubscribe()
+    policy.swap([A])
+    assert len(changes) == 3
+
+
+def test_a_failing_listener_does_not_break_the_swap(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    policy = Policy([A], clock=clock)
+
+    def broken(change: Change) -> None:
+        raise ValueError("listener bug")
+
+    policy.on_change(broken)
+    policy.swap([B])
+    assert allowed(policy, B)
+    assert "a change listener raised" in caplog.text
+
+
+def test_swap_to_a_dynamic_provider_and_union(clock: FakeClock) -> None:
+    source = Source([B])
+    policy = Policy([A], clock=clock)
+    policy.swap(CallableProvider(source) | StaticProvider([C]))
+    assert allowed(policy, B) and allowed(policy, C) and not allowed(policy, A)
+    with pytest.raises(ConfigurationError):
+        policy.swap("https://a.example")
+
+
+def test_union_member_failure_contributes_nothing(clock: FakeClock) -> None:
+    source = Source([B])
+    source.error = ProviderError("broken")
+    policy = Policy(CallableProvider(source) | StaticProvider([A]), clock=clock)
+    assert allowed(policy, A)
+    assert not allowed(policy, B)
+
+
+class CustomProvider:
+    """A provider written against the protocol only (no base class)."""
+
+    ttl: float | None = 10.0
+
+    def __init__(self) -> None:
+        self.loads = 0
+        self.invalidate: Callable[[], None] | None = None
+
+    async def load(self) -> Rules:
+        self.loads += 1
+        return Rules.from_entries([A] if self.loads == 1 else [B])
+
+    async def watch(self, invalidate: Callable[[], None]) -> None:
+        self.invalidate = invalidate
+        await anyio.sleep(math.inf)
+
+
+def test_custom_provider_with_watch_and_invalidate(clock: FakeClock) -> None:
+    provider = CustomProvider()
+    policy = Policy(provider, clock=clock)
+
+    async def main() -> None:
+        assert (await policy.aevaluate(A)).allowed
+        await anyio.wait_all_tasks_blocked()
+        assert provider.invalidate is not None
+        provider.invalidate()  # e.g. a pub/sub message: the next request reloads
+        assert (await policy.aevaluate(A)).allowed  # stale answer while refreshing
+        await anyio.wait_all_tasks_blocked()
+        assert (await policy.aevaluate(B)).allowed
+        await policy.aclose()
+
+    anyio.run(main)
+    assert provider.loads == 2
+
+
+def test_provider_returning_the_wrong_type_is_a_failure(clock: FakeClock) -> None:
+    class Wrong:
+        ttl = 5.0
+
+        async def load(self) -> Any:
+            return [A]
+
+    policy = Policy(Wrong(), clock=clock)
+    assert not allowed(policy, A)
+
+
+def test_sync_evaluate_inside_a_running_loop_needs_aevaluate(clock: FakeClock) -> None:
+    policy = make(Source([A]), clock)
+
+    async def main() -> None:
+        with pytest.raises(RuntimeError, match=r"await policy\.aevaluate"):
+            policy.evaluate(A)
+
+    anyio.run(main)
+
+
+def test_trio_refreshes_inline_without_a_lifespan(clock: FakeClock) -> None:
+    source = Source([A])
+    policy = make(source, clock)
+
+    async def main() -> tuple[bool, bool]:
+        first = (await policy.aevaluate(A)).allowed
+        source.origins = [B]
+        clock.advance(31)
+        # No task group and no asyncio loop: the expired request refreshes inline.
+        return first, (await policy.aevaluate(B)).allowed
+
+    assert anyio.run(main, backend="trio") == (True, True)
+
+
+def test_union_provider_load_and_repr() -> None:
+    union = UnionProvider([StaticProvider([A]), StaticProvider([B]) | StaticProvider([C])])
+    assert len(union.members) == 3
+    rules = anyio.run(union.load)
+    assert rules.exact == {A, B, C}
+    assert repr(union).count("StaticProvider") == 3
+    anyio.run(union.aclose)
+
+
+def test_provider_constructor_errors() -> None:
+    with pytest.raises(TypeError):
+        CallableProvider("not callable")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        PredicateProvider(42)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError):
+        StaticProvider("https://a.example")
