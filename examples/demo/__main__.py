@@ -70,13 +70,19 @@ async def serve(apps: list[tuple[Any, socket.socket]], banner: str) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop)
     tasks = [asyncio.create_task(s.serve(sockets=[sock])) for s, (_, sock) in zip(servers, apps, strict=True)]
-    ready = asyncio.ensure_future(asyncio.gather(*(s.ready.wait() for s in servers)))
+
+    async def all_ready() -> None:
+        for server in servers:
+            await server.ready.wait()
+
+    ready = asyncio.create_task(all_ready())
     # Whichever comes first: every server listening, or one of them ending (a failed startup).
-    await asyncio.wait([ready, *tasks], timeout=STARTUP_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait({ready, *tasks}, timeout=STARTUP_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
     if not ready.done():
         ready.cancel()
         stop()
         await asyncio.gather(*tasks, return_exceptions=True)
+        print("the demo could not start (see the errors above)", file=sys.stderr)
         return 1
     print(banner, flush=True)
     await asyncio.gather(*tasks)
