@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from . import providers
 from ._middleware import CORSMiddleware
 from ._policy import Decision, Policy
@@ -18,7 +20,20 @@ __all__ = [
     "Policy",
     "Problem",
     "ProviderError",
+    "load_policy",
     "providers",
 ]
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from ._config import load_policy
+
+
+def __getattr__(name: str) -> Any:
+    # Configuration files need pydantic: imported on first use, not with the package.
+    if name == "load_policy":
+        from ._config import load_policy
+
+        return load_policy
+    raise AttributeError(f"module 'corsengine' has no attribute {name!r}")

@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 
 from ._origin import quote
-from ._policy import PENDING, Decision, OriginsSpec, Policy
+from ._policy import OriginsSpec, Policy, _Pending
 from .exceptions import CorsEngineWarning
 from .types import ASGIApp, Message, Receive, Scope, Send
 
@@ -27,6 +27,7 @@ _ACAO = b"access-control-allow-origin"
 _VARY = b"vary"
 _ORIGIN_TOKEN = b"Origin"
 _CONTENT_TYPE = (b"content-type", b"text/plain; charset=utf-8")
+_PREFLIGHT_MEMO_SIZE = 1024
 _DUPLICATE = "\x00duplicate"  # never a valid origin, so it is refused like any malformed one
 
 
@@ -120,6 +121,7 @@ class CORSMiddleware:
         self.policy = policy
         # Prepared once: the headers every allowed actual response carries after the origin.
         self._allowed_tail = _encode(policy._actual_tail.items())
+        self._preflights: dict[tuple[object, ...], tuple[int, tuple[tuple[bytes, bytes], ...], bytes]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope_type = scope["type"]
@@ -153,18 +155,12 @@ class CORSMiddleware:
         else:
             text = origin.decode("latin-1")
             rule = self.policy._rule_now(text)
-            if rule is PENDING:
+            if isinstance(rule, _Pending):
                 rule = await self.policy._rule_async(text, scope)
             if request_method is not None and scope["method"] == "OPTIONS":
-                decision = self.policy._decide(
-                    text,
-                    rule,
-                    request_method.decode("latin-1"),
-                    request_headers.decode("latin-1") if request_headers is not None else None,
-                    True,
-                    private_network,
+                await self._answer_preflight(
+                    text, rule, request_method, request_headers, private_network, send
                 )
-                await self._answer_preflight(decision, send)
                 return
             value = self.policy._allow_origin_value(rule, text) if isinstance(rule, str) else None
             if value is None:
@@ -181,14 +177,40 @@ class CORSMiddleware:
 
         await self.app(scope, receive, send_with_cors)
 
-    @staticmethod
-    async def _answer_preflight(decision: Decision, send: Send) -> None:
-        # Fetch: the app never sees a preflight; the answer is ours alone.
-        body = (decision.body or "").encode("utf-8")
-        headers = _encode(decision.headers.items())
-        headers.append((b"content-length", str(len(body)).encode("latin-1")))
-        headers.append(_CONTENT_TYPE)
-        await send({"type": "http.response.start", "status": decision.status, "headers": headers})
+    async def _answer_preflight(
+        self,
+        origin: str,
+        rule: str | None,
+        request_method: bytes,
+        request_headers: bytes | None,
+        private_network: bool,
+        send: Send,
+    ) -> None:
+        # Fetch: the app never sees a preflight; the answer is ours alone. The answer is a
+        # pure function of these inputs (the rule already reflects the current allowlist),
+        # so encoded answers are memoized, bounded.
+        key = (origin, rule, request_method, request_headers, private_network)
+        answer = self._preflights.get(key)
+        if answer is None:
+            decision = self.policy._decide(
+                origin,
+                rule,
+                request_method.decode("latin-1"),
+                request_headers.decode("latin-1") if request_headers is not None else None,
+                True,
+                private_network,
+            )
+            body = (decision.body or "").encode("utf-8")
+            headers = _encode(decision.headers.items())
+            headers.append((b"content-length", str(len(body)).encode("latin-1")))
+            headers.append(_CONTENT_TYPE)
+            answer = (decision.status or 400, tuple(headers), body)
+            if len(self._preflights) >= _PREFLIGHT_MEMO_SIZE:
+                self._preflights.clear()
+            self._preflights[key] = answer
+        status, headers_tuple, body = answer
+        # A fresh list each time: outer middleware may edit the headers in place.
+        await send({"type": "http.response.start", "status": status, "headers": list(headers_tuple)})
         await send({"type": "http.response.body", "body": body})
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:

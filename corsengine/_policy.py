@@ -14,7 +14,7 @@ import anyio
 
 from ._origin import describe_invalid_origin, parse_origin, quote
 from ._patterns import Rules, compile_regex
-from ._resolver import DEFAULT_LOAD_TIMEOUT, DEFAULT_MAX_STALE, Change, Resolver
+from ._resolver import DEFAULT_LOAD_TIMEOUT, DEFAULT_MAX_STALE, MEMO_SIZE, Change, Resolver, State
 from .exceptions import ConfigurationError, Problem
 from .providers._base import UnionProvider
 from .providers.dynamic import CallableProvider
@@ -45,6 +45,8 @@ class _Pending:
 
 
 PENDING: Final = _Pending()
+MALFORMED: Final = object()  # the Origin is not a canonical serialized origin
+_MISSING: Final = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,34 +300,46 @@ class Policy:
 
     # --- matching ---------------------------------------------------------------------
 
+    @staticmethod
+    def _rules_say(state: State, origin: str) -> object:
+        """What the snapshot's rules say of ``origin``: a rule, None, or MALFORMED (memoized)."""
+        memo = state.memo
+        verdict = memo.get(origin, _MISSING)
+        if verdict is _MISSING:
+            rules = state.rules
+            if origin in rules.exact:
+                verdict = origin
+            else:
+                # The grammar check comes before any pattern, regex or predicate sees it.
+                parsed = parse_origin(origin)
+                verdict = MALFORMED if parsed is None else rules.match(origin, parsed)
+            if len(memo) >= MEMO_SIZE:
+                memo.clear()  # bounded under a flood of distinct origins
+            memo[origin] = verdict
+        return verdict
+
     def _rule_now(self, origin: str) -> str | _Pending | None:
         """The rule allowing ``origin`` from what is at hand, or PENDING if I/O is needed."""
         state = self._resolver.state
         if state.deadline != math.inf and state.deadline <= self.clock():
             return PENDING
-        rules = state.rules
-        if origin in rules.exact:
-            return origin
-        parsed = parse_origin(origin)
-        if parsed is None:
+        verdict = self._rules_say(state, origin)
+        if type(verdict) is str:
+            return verdict
+        if verdict is MALFORMED or not state.predicates:
             return None
-        rule = rules.match(origin, parsed)
-        if rule is not None or not state.predicates:
-            return rule
-        cached = Resolver.cached_predicate(state, origin)
-        if cached is None:
-            return PENDING
-        return "predicate" if cached else None
+        known, rule = Resolver.cached_predicate(state, origin)
+        return rule if known else PENDING
 
-    async def _rule_async(self, origin: str, scope: Scope | None) -> str | None:
+    async def _rule_async(self, origin: str, scope: Scope | None, *, wait: bool = False) -> str | None:
         state = self._resolver.state
         if state.deadline <= self.clock():
-            state = await self._resolver.current()
-        rules = state.rules
-        parsed = parse_origin(origin)
-        rule = rules.match(origin, parsed)
-        if rule is not None or parsed is None or not state.predicates:
-            return rule
+            state = await self._resolver.current(wait=wait)
+        verdict = self._rules_say(state, origin)
+        if type(verdict) is str:
+            return verdict
+        if verdict is MALFORMED or not state.predicates:
+            return None
         return await self._resolver.ask_predicates(state, origin, scope)
 
     def _allow_origin_value(self, rule: str, origin: str) -> str | None:
@@ -361,7 +375,7 @@ class Policy:
         if origin is not None:
             rule = self._rule_now(origin)
             if rule is PENDING:
-                rule = _run_sync(self._rule_async(origin, scope))
+                rule = _run_sync(self._rule_async(origin, scope, wait=True))
         return self._decide(origin, rule, method, request_headers, preflight, private_network)
 
     async def aevaluate(

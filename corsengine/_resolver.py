@@ -35,6 +35,7 @@ logger = logging.getLogger("corsengine")
 DEFAULT_LOAD_TIMEOUT = 5.0
 DEFAULT_MAX_STALE = 3600.0
 RETRY_AFTER = 5.0
+MEMO_SIZE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,9 @@ class State:
     deadline: float = math.inf
     generation: int = 0
     slots: tuple[_Slot, ...] = field(default=(), repr=False)
+    # origin -> what the rules say (a rule, None, or MALFORMED), filled by requests. It
+    # belongs to this state, so a swap or refresh starts a new one. Bounded by MEMO_SIZE.
+    memo: dict[str, object] = field(default_factory=dict, repr=False)
 
 
 class Resolver:
@@ -166,8 +170,12 @@ class Resolver:
 
     # --- refreshing -----------------------------------------------------------------
 
-    async def current(self) -> State:
-        """The state for a request whose snapshot deadline has passed."""
+    async def current(self, *, wait: bool = False) -> State:
+        """The state for a request whose snapshot deadline has passed.
+
+        Stale snapshots refresh in the background unless ``wait`` (a sync ``evaluate()``,
+        whose event loop ends with the call, waits for them instead).
+        """
         self._start_watchers()
         now = self.clock()
         state = self.state
@@ -177,7 +185,7 @@ class Resolver:
                 continue
             if slot.rules is None:
                 first_loads.append(slot)
-            elif slot.inflight is None and not self._spawn(self._refresh(slot)):
+            elif wait or (slot.inflight is None and not self._spawn(self._refresh(slot))):
                 first_loads.append(slot)  # nowhere to run it in the background: wait
         for slot in first_loads:
             await self._refresh(slot)
@@ -235,16 +243,15 @@ class Resolver:
     # --- predicates -----------------------------------------------------------------
 
     @staticmethod
-    def cached_predicate(state: State, origin: str) -> bool | None:
-        """True/False when every predicate's answer is cached (or one cached True)."""
-        answer: bool | None = False
-        for _, cache in state.predicates:
+    def cached_predicate(state: State, origin: str) -> tuple[bool, str | None]:
+        """(known, rule): known when one cached answer allows or every predicate refused."""
+        for predicate, cache in state.predicates:
             cached = cache.get(origin)
-            if cached is True:
-                return True
             if cached is None:
-                answer = None
-        return answer
+                return False, None
+            if cached:
+                return True, repr(predicate)
+        return True, None
 
     async def ask_predicates(self, state: State, origin: str, scope: Scope | None) -> str | None:
         """Ask each predicate (cache first); the name of the one that allowed, or None.

@@ -409,3 +409,19 @@ def test_provider_constructor_errors() -> None:
         PredicateProvider(42)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError):
         StaticProvider("https://a.example")
+
+
+def test_sync_evaluate_waits_for_an_async_refresh(clock: FakeClock) -> None:
+    lists = iter([[B], [C]])
+
+    async def slow_origins() -> list[str]:
+        await anyio.sleep(0.01)  # a refresh that needs the loop to keep running
+        return next(lists)
+
+    policy = Policy(CallableProvider(slow_origins, ttl=30), clock=clock)
+    assert allowed(policy, B)
+    clock.advance(31)
+    # The call's own loop ends with it, so a background refresh would be cancelled:
+    # a sync evaluate() waits for the reload and answers from the new list.
+    assert allowed(policy, C)
+    assert not allowed(policy, B)
