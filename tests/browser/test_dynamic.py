@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -205,3 +206,50 @@ def test_refresh_revokes_cached_predicate_answers(
     matrix.record("Predicate (cache_ttl=3600) now refusing, after `refresh()`", corsengine_impl, after)
     assert before.ok and cached.ok, (before, cached)  # the cached answer stands...
     assert after.blocked, after  # ...until a refresh revokes it
+
+
+class AllowlistDocument:
+    """A remote allowlist: a JSON document on its own local server, which the test rewrites."""
+
+    def __init__(self, origins: list[str]) -> None:
+        self.body = json.dumps({"origins": origins})
+        self.hits = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        self.hits += 1
+        headers = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body.encode()})
+
+
+def test_remote_json_provider(corsengine, corsengine_impl, servers, serve_api, open_page, origins, matrix):
+    remote_json = getattr(corsengine.providers, "RemoteJSONProvider", None)
+    if remote_json is None:
+        pytest.skip("RemoteJSONProvider is not on main yet")
+    document = AllowlistDocument([origins.app])
+    url = servers(document).origin() + "/allowlist.json"
+    policy = corsengine.Policy(allow_origins=remote_json(url, ttl=3600), max_age=0)
+    api = serve_api(corsengine_impl, policy=policy)
+    page = open_page(origins.app)
+
+    listed = page.fetch(api.url())
+    document.body = json.dumps({"origins": [origins.ip]})
+    api.server.call(policy.refresh)
+    removed = page.fetch(api.url())
+    document.body = "{not json"
+    api.server.call(policy.refresh)
+    still_removed = page.fetch(api.url())
+    allowed_elsewhere = open_page(origins.ip).fetch(api.url())
+
+    matrix.record("Remote JSON, listed origin", corsengine_impl, listed)
+    matrix.record(
+        "Remote JSON, origin removed from the document, after `refresh()`", corsengine_impl, removed
+    )
+    matrix.record("Remote JSON, broken document: last good list kept", corsengine_impl, allowed_elsewhere)
+    assert listed.ok, listed
+    assert removed.blocked and still_removed.blocked, (removed, still_removed)
+    # The broken document was rejected as a whole; the last good list (origins.ip) stands.
+    assert allowed_elsewhere.ok, allowed_elsewhere
+    assert document.hits == 3  # once at start, once per refresh: never per request
