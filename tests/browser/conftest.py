@@ -213,10 +213,21 @@ async def _whoami(request: Request) -> Response:
     return JSONResponse({"session": request.cookies.get("session")}, headers={"Cache-Control": "no-store"})
 
 
+async def _app_sets_cors(_: Request) -> Response:
+    # An app (or a proxy, or another middleware) that writes its own CORS header.
+    return JSONResponse({"data": "public?"}, headers={"Access-Control-Allow-Origin": "*"})
+
+
 def api_app() -> Starlette:
     """The app behind the CORS middleware: every method is routed, so CORS is the only gate."""
     methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
-    return Starlette(routes=[Route("/data", _data, methods=methods), Route("/whoami", _whoami)])
+    return Starlette(
+        routes=[
+            Route("/data", _data, methods=methods),
+            Route("/whoami", _whoami),
+            Route("/app-sets-cors", _app_sets_cors),
+        ]
+    )
 
 
 @dataclasses.dataclass

@@ -211,3 +211,17 @@ def test_sandboxed_iframe_sends_origin_null(impl, serve_api, open_page, origins,
     )
     # The iframe's page origin is listed, but a sandboxed frame speaks as "null".
     assert result.ok is listed, result
+
+
+def test_the_middleware_overrides_cors_headers_the_app_set(impl, serve_api, open_page, origins, matrix):
+    api = serve_api(impl, allow_origins=[origins.ip])
+
+    result = open_page(origins.localhost).fetch(api.url("/app-sets-cors"))
+
+    matrix.record("App sets `Access-Control-Allow-Origin: *` itself, unlisted origin", impl, result)
+    if impl.name == "corsengine":
+        # Deliberate difference: the middleware is authoritative over Access-Control-Allow-*.
+        assert result.blocked, result
+    else:
+        # Starlette leaves the app's "*" on a refused origin's response: the browser allows it.
+        assert result.ok, result
