@@ -259,8 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
     lint.set_defaults(func=_lint)
 
     # --- more command groups -------------------------------------------------------------
-    # Each optional group adds its subcommands here with one call, e.g.:
-    #     from ._cli_redis import add_subcommands; add_subcommands(subparsers)
+    # Each optional group adds its subcommands with one call; its extra dependency is
+    # imported only when one of its commands runs.
+    from ._cli_redis import add_subcommands as add_redis_subcommands
+
+    add_redis_subcommands(subparsers)
     return parser
 
 

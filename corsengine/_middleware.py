@@ -9,8 +9,8 @@ from typing import Any
 
 import anyio
 
-from ._origin import quote
-from ._policy import OriginsSpec, Policy, _Pending
+from ._origin import MAX_ORIGIN_LENGTH, quote
+from ._policy import MAX_REQUEST_HEADERS_LENGTH, OriginsSpec, Policy, _Pending
 from .exceptions import CorsEngineWarning
 from .types import ASGIApp, Message, Receive, Scope, Send
 
@@ -205,9 +205,12 @@ class CORSMiddleware:
             headers.append((b"content-length", str(len(body)).encode("latin-1")))
             headers.append(_CONTENT_TYPE)
             answer = (decision.status or 400, tuple(headers), body)
-            if len(self._preflights) >= _PREFLIGHT_MEMO_SIZE:
-                self._preflights.clear()
-            self._preflights[key] = answer
+            # Oversized values are refused at once; keeping them would let a flood pin
+            # _PREFLIGHT_MEMO_SIZE times a server's header limit in memory.
+            if len(origin) <= MAX_ORIGIN_LENGTH and len(request_headers or b"") <= MAX_REQUEST_HEADERS_LENGTH:
+                if len(self._preflights) >= _PREFLIGHT_MEMO_SIZE:
+                    self._preflights.clear()
+                self._preflights[key] = answer
         status, headers_tuple, body = answer
         # A fresh list each time: outer middleware may edit the headers in place.
         await send({"type": "http.response.start", "status": status, "headers": list(headers_tuple)})

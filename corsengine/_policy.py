@@ -12,7 +12,7 @@ from typing import Any, Final, Literal, TypeVar
 
 import anyio
 
-from ._origin import describe_invalid_origin, parse_origin, quote
+from ._origin import MAX_ORIGIN_LENGTH, describe_invalid_origin, parse_origin, quote
 from ._patterns import Rules, compile_regex
 from ._resolver import DEFAULT_LOAD_TIMEOUT, DEFAULT_MAX_STALE, MEMO_SIZE, Change, Resolver, State
 from .exceptions import ConfigurationError, Problem
@@ -303,6 +303,8 @@ class Policy:
     @staticmethod
     def _rules_say(state: State, origin: str) -> object:
         """What the snapshot's rules say of ``origin``: a rule, None, or MALFORMED (memoized)."""
+        if len(origin) > MAX_ORIGIN_LENGTH:
+            return MALFORMED  # refused unread and never memoized: a flood of them keeps nothing
         memo = state.memo
         verdict = memo.get(origin, _MISSING)
         if verdict is _MISSING:
@@ -322,6 +324,9 @@ class Policy:
         """The rule allowing ``origin`` from what is at hand, or PENDING if I/O is needed."""
         state = self._resolver.state
         if state.deadline != math.inf and state.deadline <= self.clock():
+            # A malformed origin can match nothing: it never triggers a provider load.
+            if origin != "null" and parse_origin(origin) is None:
+                return None
             return PENDING
         verdict = self._rules_say(state, origin)
         if type(verdict) is str:
@@ -344,6 +349,10 @@ class Policy:
 
     def _allow_origin_value(self, rule: str, origin: str) -> str | None:
         """What Access-Control-Allow-Origin says for a matched rule (None: refused)."""
+        if rule == "null" and self.allow_credentials:
+            # Every sandboxed iframe and file:// page sends "null": never with credentials
+            # (E011 statically; refused here when a dynamic source returns it).
+            return None
         if rule != "*":
             return origin
         if not self.allow_credentials:
@@ -425,6 +434,8 @@ class Policy:
     def _refusal_reason(self, origin: str, rule: object) -> str:
         if rule == "*":
             return "origin matches '*', which is refused together with credentials"
+        if rule == "null":
+            return "origin 'null' is refused together with credentials"
         if origin != "null" and parse_origin(origin) is None:
             return describe_invalid_origin(origin)
         return f"origin {quote(origin)} matches no rule"
@@ -503,7 +514,8 @@ class Policy:
         if len(raw) > MAX_REQUEST_HEADERS_LENGTH:
             limit = MAX_REQUEST_HEADERS_LENGTH
             return fixed, f"Access-Control-Request-Headers is {len(raw)} bytes, over the {limit}-byte limit"
-        for name in filter(None, (name.strip() for name in raw.split(","))):
+        names = [name for name in (part.strip() for part in raw.split(",")) if name]
+        for name in names:
             lowered = name.lower()
             if not _TOKEN.fullmatch(name):
                 return fixed, f"request header {quote(name)} is not a valid header name"
@@ -511,4 +523,5 @@ class Policy:
                 continue
             why = " ('*' never covers Authorization)" if self.allow_all_headers else ""
             return fixed, f"request header {quote(name)} is not in allow_headers{why}"
-        return (raw.strip() if self.allow_all_headers else fixed), None
+        # Only the validated names, re-joined: never the raw value's CR, LF or other controls.
+        return (", ".join(names) if self.allow_all_headers else fixed), None

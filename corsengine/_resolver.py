@@ -233,6 +233,8 @@ class Resolver:
         else:
             now = self.clock()
             slot.rules, slot.error, slot.good_at = rules, None, now
+            # A provider may set its ttl per load (a remote document's Cache-Control max-age).
+            slot.ttl = getattr(slot.provider, "ttl", slot.ttl)
             slot.fresh_until = now + slot.ttl if slot.ttl is not None else math.inf
         finally:
             slot.inflight = None

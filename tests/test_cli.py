@@ -452,10 +452,10 @@ def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "--version") == (0, f"corsengine {__version__}\n", "")
 
 
-def test_command_groups_plug_in_with_one_call() -> None:
+def test_every_command_group_is_wired() -> None:
     parser = build_parser()
     subparsers = next(action for action in parser._actions if action.dest == "command")
-    assert sorted(subparsers.choices) == ["check", "explain", "lint"]  # type: ignore[attr-defined]
+    assert sorted(subparsers.choices) == ["check", "explain", "lint", "redis"]  # type: ignore[attr-defined]
 
 
 def test_python_dash_m(

@@ -17,22 +17,33 @@ from .dynamic import CallableProvider, PredicateProvider
 from .static import RegexProvider, StaticProvider
 
 if TYPE_CHECKING:
-    pass
+    from .file import FileProvider
+    from .redis import RedisProvider
+    from .remote import RemoteJSONProvider
 
 __all__ = [
     "DEFAULT_TTL",
     "BaseProvider",
     "CallableProvider",
+    "FileProvider",
     "PredicateBase",
     "PredicateProvider",
     "Provider",
+    "RedisProvider",
     "RegexProvider",
+    "RemoteJSONProvider",
     "Rules",
     "StaticProvider",
     "UnionProvider",
 ]
 
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    "FileProvider": ".file",
+    "RedisProvider": ".redis",
+    "RemoteJSONProvider": ".remote",
+}
+# The optional dependency -> the extra that installs it.
+_EXTRAS: dict[str, str] = {"httpx": "remote", "redis": "redis"}
 
 
 def __getattr__(name: str) -> Any:
@@ -41,4 +52,12 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'corsengine.providers' has no attribute {name!r}")
     from importlib import import_module
 
-    return getattr(import_module(module, __name__), name)
+    try:
+        loaded = import_module(module, __name__)
+    except ModuleNotFoundError as error:
+        missing = (error.name or "").partition(".")[0]
+        extra = _EXTRAS.get(missing)
+        if extra is None:
+            raise
+        raise ImportError(f"{name} needs {missing}: pip install 'corsengine[{extra}]'") from error
+    return getattr(loaded, name)

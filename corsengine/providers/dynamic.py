@@ -25,11 +25,11 @@ def _name(function: Any) -> str:
     return getattr(function, "__qualname__", None) or repr(function)
 
 
-def validate_entries(result: object, source: str) -> Rules:
+def validate_entries(result: object, source: str, *, regexes: Iterable[str] = ()) -> Rules:
     """Validate what a dynamic source returned; one bad entry rejects the whole result."""
     if isinstance(result, str | bytes) or not isinstance(result, Iterable):
         raise ProviderError(f"{source} returned {type(result).__name__}, expected a list of origins")
-    rules, problems, _ = compile_entries(list(result))
+    rules, problems, _ = compile_entries(list(result), regexes=regexes)
     if problems:
         details = "; ".join(str(problem) for problem in problems)
         raise ProviderError(f"{source} returned invalid entries, keeping the last good list: {details}")

@@ -1,0 +1,175 @@
+"""An allowlist in a local JSON or TOML file, reloaded when the file changes."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import tomllib
+from collections.abc import Callable
+from pathlib import Path, PurePath
+from typing import Any, Literal
+
+import anyio
+
+from .._patterns import Rules
+from ..exceptions import ProviderError
+from ._base import BaseProvider
+from ._document import Document, parse_document
+
+logger = logging.getLogger("corsengine")
+
+DEFAULT_POLL_INTERVAL = 1.0
+DEFAULT_FILE_TTL = 300.0
+DEFAULT_MAX_FILE_BYTES = 1_000_000
+
+Format = Literal["json", "toml"]
+# What identifies one version of the file: an editor's rename gives a new inode even when
+# the size and the mtime happen to match.
+Signature = tuple[int, int, int, int] | None
+
+
+def _signature(path: Path) -> Signature:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size, stat.st_ino, stat.st_dev)
+
+
+class FileProvider(BaseProvider):
+    """An allowlist document in a JSON or TOML file (chosen by the suffix, or ``format=``).
+
+    The document format is the remote one (see docs/providers.md); TOML needs the object
+    form (``origins = [...]``). A watcher task notices changes (mtime, size and inode,
+    polled at most every ``poll_interval`` seconds; through ``watchfiles`` when it is
+    installed), including editors that write a temporary file and rename it over the
+    original. A bad edit keeps the last good allowlist, and the error names the line.
+    ``ttl`` is a safety net for when no watcher runs.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        format: Format | None = None,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        ttl: float = DEFAULT_FILE_TTL,
+        allow_regexes: bool = False,
+        max_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        use_watchfiles: bool = True,
+    ) -> None:
+        self.path = Path(path)
+        if format is None:
+            suffix = self.path.suffix.lower()
+            if suffix not in (".json", ".toml"):
+                raise ValueError(
+                    f"cannot tell the format of {self.path} from its suffix: pass format='json' or 'toml'"
+                )
+            format = "json" if suffix == ".json" else "toml"
+        if format not in ("json", "toml"):
+            raise ValueError(f"format must be 'json' or 'toml', not {format!r}")
+        if poll_interval <= 0:
+            raise ValueError("poll_interval must be positive")
+        self.format: Format = format
+        self.poll_interval = poll_interval
+        self.ttl: float | None = ttl
+        self.allow_regexes = allow_regexes
+        self.max_bytes = max_bytes
+        self.use_watchfiles = use_watchfiles
+        self.document: Document | None = None
+        self._loaded: Signature = None
+
+    @property
+    def version(self) -> str | None:
+        """The ``version`` the document in force declared, if any."""
+        return self.document.version if self.document is not None else None
+
+    async def load(self) -> Rules:
+        signature, text = await anyio.to_thread.run_sync(self._read)
+        data = self._decode(text)
+        document = parse_document(data, str(self.path), allow_regexes=self.allow_regexes, text=text)
+        self.document = document
+        self._loaded = signature
+        return document.rules
+
+    def _read(self) -> tuple[Signature, str]:
+        try:
+            with self.path.open("rb") as handle:
+                stat = os.fstat(handle.fileno())
+                raw = handle.read(self.max_bytes + 1)
+        except OSError as error:
+            raise ProviderError(f"cannot read {self.path}: {error.strerror or error}") from None
+        if len(raw) > self.max_bytes:
+            raise ProviderError(f"{self.path} is over the {self.max_bytes}-byte cap")
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as error:
+            raise ProviderError(f"{self.path} is not UTF-8: {error}") from None
+        return (stat.st_mtime_ns, stat.st_size, stat.st_ino, stat.st_dev), text
+
+    def _decode(self, text: str) -> Any:
+        if self.format == "json":
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as error:
+                raise ProviderError(
+                    f"{self.path} line {error.lineno} column {error.colno}: invalid JSON: {error.msg}"
+                ) from None
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            # tomllib's message ends with "(at line N, column M)".
+            raise ProviderError(f"{self.path}: invalid TOML: {error}") from None
+
+    # --- watching ---------------------------------------------------------------------
+
+    async def watch(self, invalidate: Callable[[], None]) -> None:
+        """Call ``invalidate()`` whenever the file changes; runs until cancelled."""
+        awatch = _watchfiles() if self.use_watchfiles else None
+        if awatch is not None:
+            await self._watch_events(awatch, invalidate)
+        else:
+            await self._watch_polling(invalidate)
+
+    def changed(self, seen: Signature) -> tuple[bool, Signature]:
+        """Compare the file now with ``seen``; returns (changed, the signature now)."""
+        now = _signature(self.path)
+        return now != seen, now
+
+    async def _watch_polling(self, invalidate: Callable[[], None]) -> None:
+        # Start from what the last load read, so a change between that load and this
+        # task's start is not missed.
+        seen = self._loaded if self.document is not None else _signature(self.path)
+        while True:
+            await anyio.sleep(self.poll_interval)
+            changed, seen = self.changed(seen)
+            if changed:
+                logger.debug("corsengine: %s changed, reloading", self.path)
+                invalidate()
+
+    async def _watch_events(self, awatch: Callable[..., Any], invalidate: Callable[[], None]) -> None:
+        # Watch the directory, not the file: a rename replaces the file's inode, and a
+        # watch on the old inode would never fire again.
+        seen = self._loaded if self.document is not None else _signature(self.path)
+        async for changes in awatch(
+            self.path.parent, step=int(self.poll_interval * 1000), debounce=int(self.poll_interval * 1000)
+        ):
+            if any(PurePath(changed).name == self.path.name for _, changed in changes):
+                changed, seen = self.changed(seen)
+                if changed:
+                    invalidate()
+
+    def __repr__(self) -> str:
+        return f"FileProvider({str(self.path)!r})"
+
+
+def _watchfiles() -> Callable[..., Any] | None:
+    """watchfiles' ``awatch`` when it is installed (an optional dependency, never required)."""
+    try:
+        module = importlib.import_module("watchfiles")
+    except ImportError:
+        return None
+    awatch: Callable[..., Any] = module.awatch
+    return awatch

@@ -1,0 +1,331 @@
+"""An allowlist in Redis, shared by a fleet, with pub/sub invalidation.
+
+The origins live in a set (``SADD corsengine:origins https://app.example.com``) or in a
+hash whose fields are origins and whose values are metadata JSON. After a change, a
+message on the channel (any payload) makes every subscribed worker reload at once; the
+admin functions below validate, write and publish in one transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import anyio
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from .._origin import quote
+from .._patterns import Rules, compile_entries
+from ..exceptions import ConfigurationError, Problem, ProviderError
+from ._base import BaseProvider
+from .dynamic import validate_entries
+
+logger = logging.getLogger("corsengine")
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_KEY = "corsengine:origins"
+DEFAULT_CHANNEL = "corsengine:changes"
+DEFAULT_REDIS_TTL = 60.0
+DEFAULT_REDIS_TIMEOUT = 2.0
+DEFAULT_RECONNECT_INITIAL = 0.1
+DEFAULT_RECONNECT_MAX = 10.0
+DEFAULT_HEALTH_INTERVAL = 10.0
+
+Client = aioredis.Redis
+# Connection trouble: redis-py raises its own errors, asyncio and the OS theirs.
+UNAVAILABLE = (RedisError, OSError, TimeoutError)
+
+
+def connect(url: str, *, timeout: float = DEFAULT_REDIS_TIMEOUT) -> Client:
+    """A client for corsengine's use: bounded timeouts, and no retries of its own
+    (the resolver keeps the last good allowlist, the watcher reconnects with backoff)."""
+    return aioredis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+async def read_allowlist(client: Client, key: str) -> tuple[list[str], dict[str, Any]]:
+    """The entries under ``key`` (a set or a hash) and, for a hash, their metadata."""
+    kind = _text(await client.type(key))
+    if kind == "none":  # Redis deletes a set when its last member goes: an empty allowlist
+        return [], {}
+    if kind == "set":
+        return sorted(_text(member) for member in await client.smembers(key)), {}
+    if kind == "hash":
+        metadata: dict[str, Any] = {}
+        for field, value in (await client.hgetall(key)).items():
+            origin = _text(field)
+            try:
+                metadata[origin] = json.loads(value)
+            except ValueError as error:
+                raise ProviderError(
+                    f"Redis hash {quote(key)}: the metadata of {quote(origin)} is not JSON ({error})"
+                ) from None
+        return sorted(metadata), metadata
+    raise ProviderError(f"Redis key {quote(key)} is a {kind}, expected a set or a hash")
+
+
+class RedisProvider(BaseProvider):
+    """The allowlist in a Redis set or hash; a pub/sub message reloads it everywhere.
+
+    ``load()`` reads the key (``ttl`` seconds is a safety net for lost messages); the
+    ``watch()`` task subscribes to ``channel`` and invalidates the cached allowlist on
+    each message, so every worker that shares the Redis sees a change within
+    milliseconds. When Redis is down, ``load()`` raises and the resolver keeps the last
+    good allowlist; the watcher reconnects with exponential backoff and jitter, and
+    reloads once it is back (messages sent meanwhile were lost).
+
+    Pass ``client=`` to share a ``redis.asyncio.Redis`` client (it is not closed by
+    ``aclose()``); without one, the provider connects to ``url``.
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        client: Client | None = None,
+        key: str = DEFAULT_KEY,
+        channel: str = DEFAULT_CHANNEL,
+        ttl: float = DEFAULT_REDIS_TTL,
+        timeout: float = DEFAULT_REDIS_TIMEOUT,
+        reconnect_initial: float = DEFAULT_RECONNECT_INITIAL,
+        reconnect_max: float = DEFAULT_RECONNECT_MAX,
+        health_interval: float = DEFAULT_HEALTH_INTERVAL,
+    ) -> None:
+        if not 0 < reconnect_initial <= reconnect_max:
+            raise ValueError("need 0 < reconnect_initial <= reconnect_max")
+        if health_interval <= 0:
+            raise ValueError("health_interval must be positive")
+        self.url = url
+        self.key = key
+        self.channel = channel
+        self.ttl: float | None = ttl
+        self.timeout = timeout
+        self.reconnect_initial = reconnect_initial
+        self.reconnect_max = reconnect_max
+        self.health_interval = health_interval
+        self.metadata: Mapping[str, Any] = {}
+        self._own_client = client is None
+        self._client = client
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = connect(self.url, timeout=self.timeout)
+        return self._client
+
+    async def load(self) -> Rules:
+        try:
+            entries, metadata = await read_allowlist(self.client, self.key)
+        except UNAVAILABLE as error:
+            where = redacted(self.url)
+            raise ProviderError(f"Redis at {where} is unavailable: {_describe(error)}") from None
+        rules = validate_entries(entries, f"Redis key {quote(self.key)}")
+        self.metadata = metadata
+        return rules
+
+    # --- pub/sub ----------------------------------------------------------------------
+
+    def backoff(self, failures: int) -> float:
+        """Seconds to wait before reconnect attempt ``failures`` (1, 2, ...): doubling from
+        ``reconnect_initial`` up to ``reconnect_max``, with jitter so a fleet does not
+        reconnect in lockstep after a Redis restart."""
+        delay = min(self.reconnect_max, self.reconnect_initial * 2.0 ** min(failures - 1, 32))
+        return delay * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not cryptography
+
+    async def watch(self, invalidate: Callable[[], None]) -> None:
+        """Subscribe to the channel and call ``invalidate()`` on each message; runs until
+        cancelled, reconnecting whenever the connection drops."""
+        failures = 0
+
+        def subscribed() -> None:
+            nonlocal failures
+            if failures:
+                logger.warning("corsengine: resubscribed to the Redis channel %s", quote(self.channel))
+            failures = 0
+
+        while True:
+            try:
+                await self._listen(invalidate, subscribed)
+            except UNAVAILABLE as error:
+                failures += 1
+                if failures == 1:
+                    logger.warning(
+                        "corsengine: lost the Redis channel %s at %s (%s); reconnecting",
+                        quote(self.channel),
+                        redacted(self.url),
+                        _describe(error),
+                    )
+                await anyio.sleep(self.backoff(failures))
+
+    async def _listen(self, invalidate: Callable[[], None], subscribed: Callable[[], None]) -> None:
+        pubsub = self.client.pubsub()
+        try:
+            await pubsub.subscribe(self.channel)
+            heard = anyio.current_time()
+            while True:
+                message = await pubsub.get_message(timeout=self.health_interval)
+                now = anyio.current_time()
+                if message is None:
+                    # A silent channel: make sure the connection is alive (a half-open TCP
+                    # connection would otherwise wait forever and miss every change).
+                    if now - heard > 1.5 * self.health_interval:
+                        raise ConnectionError("Redis did not answer a PING on the channel")
+                    await pubsub.ping()
+                    continue
+                heard = now
+                if message["type"] == "subscribe":
+                    # Subscribed, for the first time or again after a reconnect: reload,
+                    # because changes published while not subscribed were lost.
+                    subscribed()
+                    invalidate()
+                elif message["type"] == "message":
+                    invalidate()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await _quietly_close(pubsub)
+
+    async def aclose(self) -> None:
+        if self._own_client and self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+    def __repr__(self) -> str:
+        return f"RedisProvider({redacted(self.url)!r}, key={self.key!r})"
+
+
+async def _quietly_close(pubsub: Any) -> None:
+    with contextlib.suppress(*UNAVAILABLE):
+        await pubsub.aclose()
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for log lines."""
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest:
+        credentials, _, host = rest.rpartition("@")
+        user = credentials.partition(":")[0]
+        return f"{scheme}://{user + ':***' if user else '***'}@{host}"
+    return url
+
+
+def _describe(error: BaseException) -> str:
+    return str(error) or type(error).__name__
+
+
+# --- admin ------------------------------------------------------------------------------
+
+
+def canonical_entries(origins: Iterable[str], *, allow_any: bool = False) -> list[str]:
+    """Validate entries one by one and return their canonical text (normalized origins).
+
+    Raises ConfigurationError listing every invalid entry; ``*`` is refused unless
+    ``allow_any`` (one command should not open the allowlist of a whole fleet).
+    """
+    if isinstance(origins, str):
+        origins = [origins]
+    problems: list[Problem] = []
+    out: list[str] = []
+    for origin in origins:
+        rules, found, _ = compile_entries([origin])
+        problems.extend(found)
+        if found:
+            continue
+        if rules.allow_all and not allow_any:
+            problems.append(
+                Problem(
+                    "corsengine.E030",
+                    "'*' would allow every origin on every worker",
+                    "list the origins to allow; pass allow_any=True (--allow-any) if that is really meant",
+                )
+            )
+            continue
+        out.extend(sorted(rules.entries - set(out)))
+    if problems:
+        raise ConfigurationError(problems)
+    return out
+
+
+async def add_origins(
+    client: Client,
+    origins: Iterable[str],
+    *,
+    key: str = DEFAULT_KEY,
+    channel: str = DEFAULT_CHANNEL,
+    metadata: Mapping[str, Any] | None = None,
+    allow_any: bool = False,
+) -> list[str]:
+    """Validate ``origins``, add them to the allowlist and tell every worker.
+
+    Writes to a set, or to a hash when the key is one (or when ``metadata`` is given
+    for a new key), with ``metadata`` as each origin's JSON value. Returns the entries
+    written, in canonical form. Nothing is written if any entry is invalid.
+    """
+    entries = canonical_entries(origins, allow_any=allow_any)
+    kind = _text(await client.type(key))
+    async with client.pipeline(transaction=True) as pipe:
+        if kind == "hash" or (kind == "none" and metadata is not None):
+            value = json.dumps(dict(metadata or {}), sort_keys=True)
+            pipe.hset(key, mapping=dict.fromkeys(entries, value))
+        elif kind in ("set", "none"):
+            if metadata is not None:
+                raise ProviderError(f"Redis key {quote(key)} is a set: metadata needs a hash")
+            pipe.sadd(key, *entries)
+        else:
+            raise ProviderError(f"Redis key {quote(key)} is a {kind}, expected a set or a hash")
+        pipe.publish(channel, json.dumps({"added": entries}))
+        await pipe.execute()
+    return entries
+
+
+async def remove_origins(
+    client: Client, origins: Iterable[str], *, key: str = DEFAULT_KEY, channel: str = DEFAULT_CHANNEL
+) -> int:
+    """Remove ``origins`` (as written, and in canonical form) and tell every worker.
+
+    Invalid entries are removed as written, so a bad value stored by hand can be deleted.
+    Returns how many entries were removed.
+    """
+    if isinstance(origins, str):
+        origins = [origins]
+    names: list[str] = []
+    for origin in origins:
+        rules, problems, _ = compile_entries([origin])
+        candidates = {origin, origin.strip()} | (set(rules.entries) if not problems else set())
+        names.extend(sorted(candidates - set(names)))
+    if not names:
+        return 0
+    kind = _text(await client.type(key))
+    if kind == "none":
+        return 0
+    async with client.pipeline(transaction=True) as pipe:
+        if kind == "hash":
+            pipe.hdel(key, *names)
+        elif kind == "set":
+            pipe.srem(key, *names)
+        else:
+            raise ProviderError(f"Redis key {quote(key)} is a {kind}, expected a set or a hash")
+        pipe.publish(channel, json.dumps({"removed": names}))
+        removed, _ = await pipe.execute()
+    return int(removed)
+
+
+async def list_origins(client: Client, *, key: str = DEFAULT_KEY) -> list[str]:
+    """The entries in the allowlist, sorted."""
+    entries, _ = await read_allowlist(client, key)
+    return entries

@@ -1,0 +1,297 @@
+"""An allowlist fetched over HTTP: a JSON document, refreshed with conditional requests."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import anyio
+import httpx
+
+from .._origin import quote
+from .._patterns import Rules
+from ..exceptions import ProviderError
+from ._base import BaseProvider
+from ._document import Document, parse_document
+
+logger = logging.getLogger("corsengine")
+
+DEFAULT_REMOTE_TTL = 60.0
+DEFAULT_MIN_TTL = 5.0
+DEFAULT_MAX_TTL = 3600.0
+DEFAULT_CONNECT_TIMEOUT = 2.0
+DEFAULT_READ_TIMEOUT = 3.0
+# Below the resolver's first-load timeout (5 s), so a first fetch that times out still
+# leaves time to serve the on-disk copy.
+DEFAULT_TOTAL_TIMEOUT = 4.0
+DEFAULT_MAX_BYTES = 1_000_000
+DEFAULT_MAX_REDIRECTS = 3
+DEFAULT_CACHE_MAX_AGE = 86400.0
+_MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?=,|$)", re.IGNORECASE)
+_NO_CACHE = re.compile(r"(?:^|,)\s*(no-cache|no-store)\s*(?=,|=|$)", re.IGNORECASE)
+_CACHE_FORMAT = 1
+
+
+def cache_control_ttl(value: str | None) -> float | None:
+    """Seconds a response may be reused per its Cache-Control header (None: not said).
+
+    ``no-cache`` and ``no-store`` mean 0 (revalidate every time, which ``min_ttl`` bounds).
+    ``s-maxage`` is for shared caches and ignored here (RFC 9111, 5.2.2.10).
+    """
+    if not value:
+        return None
+    if _NO_CACHE.search(value):
+        return 0.0
+    match = _MAX_AGE.search(value)
+    return float(match.group(1)) if match is not None else None
+
+
+class RemoteJSONProvider(BaseProvider):
+    """An allowlist document fetched over HTTP(S) with httpx.
+
+    The document is a JSON list of origins and patterns, or an object
+    ``{"origins": [...], "patterns": [...], "regexes": [...], "version": "..."}``
+    (see docs/providers.md). Refreshes send ``If-None-Match`` / ``If-Modified-Since``; a
+    304 keeps the current rules. The response's ``Cache-Control: max-age`` sets ``ttl``,
+    clamped to ``[min_ttl, max_ttl]``; without one, ``ttl`` stays the configured value.
+
+    Every failure raises, so the resolver keeps the last good allowlist: a timeout, a
+    status other than 200/304, a body over ``max_bytes``, invalid JSON, a document
+    that does not match the format, or one invalid entry. With ``cache_path``, the last
+    good document is also kept on disk (written atomically) and served when the very
+    first fetch fails, so a restart during an outage keeps the allowlist.
+
+    Pass ``client=`` to use your own ``httpx.AsyncClient`` (its transport, proxies,
+    authentication); the timeouts, the size cap and the redirect limit here apply to
+    each request all the same. Without one, the provider creates a client and closes it
+    in ``aclose()``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        client: httpx.AsyncClient | None = None,
+        ttl: float = DEFAULT_REMOTE_TTL,
+        min_ttl: float = DEFAULT_MIN_TTL,
+        max_ttl: float = DEFAULT_MAX_TTL,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        timeout: float = DEFAULT_TOTAL_TIMEOUT,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_redirects: int = DEFAULT_MAX_REDIRECTS,
+        allow_regexes: bool = False,
+        headers: Mapping[str, str] | None = None,
+        cache_path: str | os.PathLike[str] | None = None,
+        cache_max_age: float | None = DEFAULT_CACHE_MAX_AGE,
+    ) -> None:
+        if not 0 <= min_ttl <= max_ttl:
+            raise ValueError(f"need 0 <= min_ttl <= max_ttl, got min_ttl={min_ttl}, max_ttl={max_ttl}")
+        if max_bytes <= 0 or max_redirects < 0:
+            raise ValueError("max_bytes must be positive and max_redirects not negative")
+        self.url = str(httpx.URL(url))
+        self.configured_ttl = min(max(ttl, min_ttl), max_ttl)
+        self.ttl: float | None = self.configured_ttl
+        self.min_ttl = min_ttl
+        self.max_ttl = max_ttl
+        self.timeouts = httpx.Timeout(
+            connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout
+        )
+        self.timeout = timeout
+        self.max_bytes = max_bytes
+        self.max_redirects = max_redirects
+        self.allow_regexes = allow_regexes
+        self.headers = dict(headers or {})
+        self.cache_path = Path(cache_path) if cache_path is not None else None
+        self.cache_max_age = cache_max_age
+        self._own_client = client is None
+        self._client = client
+        self.document: Document | None = None
+        self.etag: str | None = None
+        self.last_modified: str | None = None
+
+    @property
+    def version(self) -> str | None:
+        """The ``version`` the document in force declared, if any."""
+        return self.document.version if self.document is not None else None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self.timeouts, follow_redirects=False)
+        return self._client
+
+    async def load(self) -> Rules:
+        try:
+            with anyio.fail_after(self.timeout):
+                return await self._fetch()
+        except Exception as error:
+            if self.document is None and self.cache_path is not None:
+                cached = await anyio.to_thread.run_sync(self._read_cache, self.cache_path)
+                if cached is not None:
+                    logger.warning(
+                        "corsengine: %s failed (%s); serving the copy saved in %s",
+                        quote(self.url),
+                        quote(_describe(error), 300),
+                        self.cache_path,
+                    )
+                    self.document = cached
+                    # Try the network again soon rather than trusting the copy for a whole ttl.
+                    self.ttl = self.min_ttl
+                    return cached.rules
+            if isinstance(error, ProviderError):
+                raise
+            raise ProviderError(f"fetching {quote(self.url)} failed: {_describe(error)}") from error
+
+    async def _fetch(self) -> Rules:
+        headers = dict(self.headers)
+        if self.document is not None:
+            if self.etag is not None:
+                headers["If-None-Match"] = self.etag
+            if self.last_modified is not None:
+                headers["If-Modified-Since"] = self.last_modified
+        request = self.client.build_request("GET", self.url, headers=headers, timeout=self.timeouts)
+        for _ in range(self.max_redirects + 1):
+            response = await self.client.send(request, stream=True, follow_redirects=False)
+            try:
+                if response.has_redirect_location:
+                    request = self._follow(request, response)
+                    continue
+                return await self._handle(response)
+            finally:
+                await response.aclose()
+        raise ProviderError(f"{quote(self.url)} redirected more than {self.max_redirects} times")
+
+    def _follow(self, request: httpx.Request, response: httpx.Response) -> httpx.Request:
+        # has_redirect_location checked the status (301, 302, 303, 307, 308) and Location.
+        target = request.url.join(response.headers["Location"])
+        if request.url.scheme == "https" and target.scheme != "https":
+            raise ProviderError(f"{quote(str(request.url))} redirected to {quote(str(target))}: not https")
+        if target.scheme not in ("http", "https"):
+            raise ProviderError(f"{quote(str(request.url))} redirected to {quote(str(target))}")
+        headers = dict(request.headers)
+        if target.host != request.url.host:
+            # Never carry credentials to another host.
+            headers.pop("authorization", None)
+            headers.pop("cookie", None)
+        headers.pop("host", None)
+        return self.client.build_request("GET", target, headers=headers, timeout=self.timeouts)
+
+    async def _handle(self, response: httpx.Response) -> Rules:
+        status = response.status_code
+        if status == 304 and self.document is not None:
+            self._update_ttl(response)
+            return self.document.rules
+        if status != 200:
+            raise ProviderError(f"{quote(str(response.url))} answered HTTP {status}")
+        body = await self._read_capped(response)
+        try:
+            text = body.decode("utf-8-sig")
+            data = json.loads(text)
+        except UnicodeDecodeError as error:
+            raise ProviderError(f"{quote(self.url)} sent a body that is not UTF-8: {error}") from None
+        except json.JSONDecodeError as error:
+            where = f"line {error.lineno} column {error.colno}"
+            raise ProviderError(f"{quote(self.url)} sent invalid JSON at {where}: {error.msg}") from None
+        document = parse_document(data, quote(self.url), allow_regexes=self.allow_regexes, text=text)
+        if self.document is not None and document.version != self.document.version:
+            logger.info("corsengine: %s is now version %s", quote(self.url), quote(str(document.version)))
+        self.document = document
+        self.etag = response.headers.get("ETag")
+        self.last_modified = response.headers.get("Last-Modified")
+        self._update_ttl(response)
+        if self.cache_path is not None:
+            await anyio.to_thread.run_sync(self._write_cache, self.cache_path, data)
+        return document.rules
+
+    async def _read_capped(self, response: httpx.Response) -> bytes:
+        declared = response.headers.get("Content-Length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            cap = self.max_bytes
+            raise ProviderError(f"{quote(self.url)} declares {declared} bytes, over the {cap}-byte cap")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise ProviderError(f"{quote(self.url)} sent more than the {self.max_bytes}-byte cap")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _update_ttl(self, response: httpx.Response) -> None:
+        said = cache_control_ttl(response.headers.get("Cache-Control"))
+        if said is None:
+            self.ttl = self.configured_ttl
+        else:
+            self.ttl = min(max(said, self.min_ttl), self.max_ttl)
+
+    # --- the on-disk copy -------------------------------------------------------------
+
+    def _write_cache(self, path: Path, data: object) -> None:
+        record = {
+            "format": _CACHE_FORMAT,
+            "url": self.url,
+            "saved_at": time.time(),
+            "etag": self.etag,
+            "last_modified": self.last_modified,
+            "document": data,
+        }
+        directory = path.parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            # Write a temporary file next to the target and rename it: a crash never
+            # leaves a half-written copy, and readers see the old or the new file whole.
+            fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    json.dump(record, handle)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(temporary, path)
+            except BaseException:
+                os.unlink(temporary)
+                raise
+        except OSError as error:
+            logger.warning("corsengine: could not save %s: %s", path, error)
+
+    def _read_cache(self, path: Path) -> Document | None:
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(record, dict) or record.get("format") != _CACHE_FORMAT:
+                raise ValueError("not a corsengine cache file")
+            if record.get("url") != self.url:
+                raise ValueError(f"it holds {quote(str(record.get('url')))}, not {quote(self.url)}")
+            age = time.time() - float(record["saved_at"])
+            if self.cache_max_age is not None and age > self.cache_max_age:
+                raise ValueError(f"it is {age:.0f} s old, over cache_max_age={self.cache_max_age}")
+            document = parse_document(record["document"], str(path), allow_regexes=self.allow_regexes)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError, ProviderError) as error:
+            logger.warning("corsengine: not using the saved copy %s: %s", path, error)
+            return None
+        etag, last_modified = record.get("etag"), record.get("last_modified")
+        self.etag = etag if isinstance(etag, str) else None
+        self.last_modified = last_modified if isinstance(last_modified, str) else None
+        return document
+
+    async def aclose(self) -> None:
+        if self._own_client and self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+    def __repr__(self) -> str:
+        return f"RemoteJSONProvider({self.url!r})"
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, TimeoutError):
+        return "timed out"
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -1,0 +1,206 @@
+"""FileProvider: JSON and TOML, reloads on change (editor renames too), bad edits keep the last good."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import types
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from corsengine import Policy
+from corsengine.exceptions import ProviderError
+from corsengine.providers import FileProvider
+from corsengine.testing import FakeClock
+
+from .servers import eventually
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """What vim, VS Code and most tools do: write a temporary file, rename it over the original."""
+    temporary = path.with_name(f".{path.name}.swp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.mark.anyio
+async def test_json_and_toml_documents(tmp_path: Path) -> None:
+    as_json = tmp_path / "cors.json"
+    as_json.write_text(json.dumps({"origins": ["https://a.example"], "version": "3"}))
+    provider = FileProvider(as_json)
+    assert (await provider.load()).entries == {"https://a.example"}
+    assert provider.version == "3"
+    as_toml = tmp_path / "cors.TOML"
+    as_toml.write_text('version = "4"\norigins = ["https://b.example"]\npatterns = ["https://*.b.example"]\n')
+    provider = FileProvider(as_toml)
+    assert (await provider.load()).entries == {"https://b.example", "https://*.b.example"}
+    assert provider.version == "4"
+    other = tmp_path / "allowlist"
+    other.write_text('["https://c.example"]')
+    assert (await FileProvider(other, format="json").load()).entries == {"https://c.example"}
+    assert repr(FileProvider(other, format="json")) == f"FileProvider({str(other)!r})"
+    assert FileProvider(other, format="json").version is None
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        (
+            "cors.json",
+            '{\n  "origins": [\n    "https://a.example"\n    "https://b.example"\n  ]\n}',
+            "line 4 column 5",
+        ),
+        ("cors.toml", 'origins = [\n  "https://a.example",\n  https://b.example\n]\n', "line 3"),
+        ("cors.json", '[\n  "https://a.example",\n  "https://a.example/oops"\n]', "(line 3)"),
+        ("cors.toml", 'origins = [\n  "https://a.example",\n  "https://a.example/oops",\n]\n', "(line 3)"),
+        ("cors.json", '{"origins": [], "regexes": ["x"]}', "allow_regexes=True"),
+        ("cors.json", b"\xff\xfe", "not UTF-8"),
+        ("cors.json", "[" + '"https://a.example",' * 100 + '"https://a.example"]', "over the 1000-byte cap"),
+    ],
+)
+async def test_a_bad_file_is_rejected_naming_the_line(
+    tmp_path: Path, name: str, text: str | bytes, message: str
+) -> None:
+    path = tmp_path / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    with pytest.raises(ProviderError, match=message.replace("(", r"\(").replace(")", r"\)")) as caught:
+        await FileProvider(path, max_bytes=1000).load()
+    assert str(path) in str(caught.value)
+
+
+@pytest.mark.anyio
+async def test_a_missing_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ProviderError, match=r"cannot read .*missing\.json: No such file"):
+        await FileProvider(tmp_path / "missing.json").load()
+
+
+def test_bad_options_fail_at_construction(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="from its suffix"):
+        FileProvider(tmp_path / "cors.yaml")
+    with pytest.raises(ValueError, match="format must be"):
+        FileProvider(tmp_path / "cors.json", format="yaml")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="poll_interval"):
+        FileProvider(tmp_path / "cors.json", poll_interval=0)
+
+
+def test_changed_sees_in_place_writes_renames_and_deletions(tmp_path: Path) -> None:
+    path = tmp_path / "cors.json"
+    path.write_text('["https://a.example"]')
+    provider = FileProvider(path)
+    changed, seen = provider.changed(None)
+    assert changed
+    assert provider.changed(seen) == (False, seen)
+    # Same size, same mtime (restored by hand), but a new inode: an editor's rename.
+    stat = path.stat()
+    write_atomically(path, '["https://b.example"]')
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    changed, seen = provider.changed(seen)
+    assert changed
+    path.unlink()
+    assert provider.changed(seen) == (True, None)
+
+
+async def _run_policy_with_watcher(
+    path: Path, body: Callable[[Policy, FakeClock], Any], **options: Any
+) -> None:
+    clock = FakeClock()
+    policy = Policy(allow_origins=FileProvider(path, poll_interval=0.01, **options), clock=clock)
+    async with anyio.create_task_group() as task_group:
+        policy._resolver.attach(task_group)
+        try:
+            await body(policy, clock)
+        finally:
+            task_group.cancel_scope.cancel()
+
+
+async def answers(policy: Policy, origin: str, allowed: bool) -> None:
+    """Ask until the answer is ``allowed`` (each ask may start a background reload); bounded."""
+
+    async def check() -> bool:
+        return (await policy.aevaluate(origin)).allowed is allowed
+
+    await eventually(check)
+
+
+@pytest.mark.anyio
+async def test_the_watcher_reloads_after_an_editor_rename_and_a_bad_edit_keeps_the_last_good(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "cors.json"
+    path.write_text('["https://a.example"]')
+
+    async def body(policy: Policy, clock: FakeClock) -> None:
+        assert (await policy.aevaluate("https://a.example")).allowed
+        write_atomically(path, '["https://a.example", "https://b.example"]')
+        await answers(policy, "https://b.example", True)
+        write_atomically(path, '["https://c.example", "https://bad.example/path"]')  # a bad edit
+
+        async def logged() -> bool:
+            await policy.aevaluate("https://c.example")
+            return "(line 1)" in caplog.text
+
+        await eventually(logged)
+        assert (await policy.aevaluate("https://b.example")).allowed  # the last good list
+        assert not (await policy.aevaluate("https://c.example")).allowed  # never from a bad document
+        write_atomically(path, '["https://c.example"]')  # fixed
+        await answers(policy, "https://c.example", True)
+        assert not (await policy.aevaluate("https://b.example")).allowed
+
+    await _run_policy_with_watcher(path, body)
+
+
+@pytest.mark.anyio
+async def test_a_file_created_after_start_is_picked_up(tmp_path: Path) -> None:
+    path = tmp_path / "cors.toml"
+
+    async def body(policy: Policy, clock: FakeClock) -> None:
+        assert not (await policy.aevaluate("https://a.example")).allowed  # no file yet: refuse
+        path.write_text('origins = ["https://a.example"]\n')
+        await answers(policy, "https://a.example", True)
+
+    await _run_policy_with_watcher(path, body)
+
+
+@pytest.mark.anyio
+async def test_watchfiles_is_used_when_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "cors.json"
+    path.write_text('["https://a.example"]')
+    events: list[set[tuple[int, str]]] = []
+    watched: list[tuple[Any, ...]] = []
+
+    async def awatch(*paths: Any, **options: Any) -> AsyncIterator[set[tuple[int, str]]]:
+        watched.append((paths, options))
+        for changes in events:
+            yield changes
+
+    monkeypatch.setitem(sys.modules, "watchfiles", types.SimpleNamespace(awatch=awatch))
+    provider = FileProvider(path, poll_interval=0.05)
+    await provider.load()
+    calls: list[int] = []
+    events.append({(2, str(tmp_path / "other.json"))})  # another file: ignored
+    events.append({(2, str(path))})  # ours, but unchanged: ignored
+    await provider.watch(lambda: calls.append(1))
+    assert calls == []
+    assert watched == [((path.parent,), {"step": 50, "debounce": 50})]
+    write_atomically(path, '["https://b.example"]')
+    await provider.watch(lambda: calls.append(1))
+    assert calls == [1]
+    # Turned off: polling even with watchfiles installed.
+    polling = FileProvider(path, poll_interval=0.01, use_watchfiles=False)
+    with anyio.move_on_after(0.05):
+        await polling.watch(lambda: calls.append(2))
+    assert calls == [1]
