@@ -56,9 +56,9 @@ def read_allowlist(path: Path) -> list[str]:
 
 def build_api(sites: Sites, allowlist: Path) -> FastAPI:
     policy = Policy(
-        # Re-read at most every 2 s; the admin panel refreshes at once, a hand edit shows
-        # within 2 s. (Switch to providers.FileProvider once it lands: it reloads on change.)
-        allow_origins=providers.CallableProvider(lambda: read_allowlist(allowlist), ttl=2),
+        # The file provider watches the file (a hand edit shows within a second); the admin
+        # panel refreshes the policy itself, so its changes show at once.
+        allow_origins=providers.FileProvider(allowlist),
         allow_methods=["GET", "PUT"],
         allow_headers=["X-Demo-Token"],
         allow_credentials=True,
@@ -118,12 +118,12 @@ def build_api(sites: Sites, allowlist: Path) -> FastAPI:
         if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
             return JSONResponse({"errors": ['expected {"origins": ["https://..."]}']}, status_code=422)
         try:
-            # The same validation the provider applies, reported before anything is written.
+            # The same validation the file provider applies, reported before anything is written.
             Policy(allow_origins=origins)
         except ConfigurationError as error:
             return JSONResponse({"errors": str(error).splitlines()}, status_code=422)
         write_allowlist(allowlist, origins)
-        # The provider would notice the change after its TTL; refresh() makes it immediate.
+        # The file watcher would notice within its poll interval; refresh() makes it immediate.
         await policy.refresh()
         return JSONResponse({"origins": origins})
 

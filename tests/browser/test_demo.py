@@ -140,3 +140,24 @@ def test_admin_panel_refuses_writes_from_other_origins(demo: Demo, browser: Any)
     assert status == 403
     assert demo.allowlist.read_text() == before
     context.close()
+
+
+def test_demo_grid_follows_a_hand_edit_of_the_file(demo: Demo, browser: Any) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(demo.frontend)
+    allowed = json.loads(demo.allowlist.read_text())["origins"][0]
+    cell = page.locator(f'td[data-origin="{allowed}"][data-kind="get"]')
+    assert read_grid(page, run=1)[allowed]["get"] == "allowed"
+
+    page.get_by_label("re-run every second").check()
+    # As an editor would: write a new file and rename it over the old one.
+    tmp = demo.allowlist.with_suffix(".new")
+    tmp.write_text(json.dumps({"origins": []}))
+    tmp.replace(demo.allowlist)
+
+    # The file provider's watcher notices, and a later run of the grid shows it; bounded wait.
+    page.wait_for_function(
+        "(td) => td.dataset.outcome === 'blocked'", arg=cell.element_handle(), timeout=10_000
+    )
+    context.close()
