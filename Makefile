@@ -7,6 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEBIAN_PACKAGES := chromium:chromium redis-server:redis-server wrk:wrk
 HOST ?= 127.0.0.1
+PORT ?= 8000
 
 .PHONY: install system-deps demo test lint typecheck pytest bench docs clean
 
@@ -31,7 +32,7 @@ system-deps:
 	fi
 
 demo: install
-	$(BIN)/python -m examples.demo --host $(HOST)
+	$(BIN)/python -m examples.demo --host $(HOST) --port $(PORT)
 
 lint: install
 	$(BIN)/ruff check corsengine tests benchmarks examples
