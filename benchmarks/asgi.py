@@ -318,7 +318,7 @@ def run_flood(runner: Runner) -> FloodResult:
     early_peak, peak = runner.run(_flood(policy, count))
     seconds = time.perf_counter() - start
     state = policy._resolver.state
-    ((_, cache),) = state.predicates
+    ((_, cache, _),) = state.predicates
     return FloodResult(count, cache_size, len(cache), MEMO_SIZE, len(state.memo), early_peak, peak, seconds)
 
 

@@ -29,7 +29,7 @@ _ORIGIN_TOKEN = b"Origin"
 _CONTENT_TYPE = (b"content-type", b"text/plain; charset=utf-8")
 _PREFLIGHT_MEMO_SIZE = 1024
 _MAYBE_OURS = frozenset((b"a", b"A", b"v", b"V"))
-_DUPLICATE = "\x00duplicate"  # never a valid origin, so it is refused like any malformed one
+_DUPLICATE = b"\x00duplicate"  # never a valid origin, so it is refused like any malformed one
 
 
 def _encode(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
@@ -143,12 +143,12 @@ class CORSMiddleware:
         request_headers: bytes | None = None
         private_network = False
         for name, value in scope["headers"]:
-            wanted = _WANTED.get(name)
-            if wanted is None:
+            if name not in _WANTED:  # most headers: one set-like lookup, nothing else
                 continue
+            wanted = _WANTED[name]
             if wanted == _ORIGIN:
                 # Two Origin headers are never sent by a browser: refuse, never pick one.
-                origin = value if origin is None else _DUPLICATE.encode()
+                origin = value if origin is None else _DUPLICATE
             elif wanted == _REQUEST_METHOD:
                 request_method = value
             elif wanted == _REQUEST_HEADERS:
@@ -174,7 +174,9 @@ class CORSMiddleware:
                 if logger.isEnabledFor(logging.DEBUG):
                     logger.debug("corsengine: refused origin %s", quote(text))
             else:
-                cors = [(_ACAO, value.encode("latin-1")), *self._allowed_tail]
+                # The origin is echoed byte for byte: reuse the request's own bytes.
+                echoed = origin if value is text else value.encode("latin-1")
+                cors = [(_ACAO, echoed), *self._allowed_tail]
 
         async def send_with_cors(message: Message) -> None:
             if message["type"] == "http.response.start":

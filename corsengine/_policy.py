@@ -335,10 +335,16 @@ class Policy:
             verdict = self._rules_say(state, origin)
         if type(verdict) is str:
             return verdict
-        if verdict is MALFORMED or not state.predicates:
+        if verdict is MALFORMED:
             return None
-        known, rule = Resolver.cached_predicate(state, origin)
-        return rule if known else PENDING
+        # Then the predicates' cached answers (inline too): PENDING when one must be asked.
+        for _, cache, name in state.predicates:
+            answer = cache.get(origin)
+            if answer is None:
+                return PENDING
+            if answer:
+                return name
+        return None
 
     async def _rule_async(self, origin: str, scope: Scope | None, *, wait: bool = False) -> str | None:
         state = self._resolver.state

@@ -22,8 +22,8 @@ from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
-from cachetools import TTLCache
 
+from ._cache import DecisionCache
 from ._origin import quote
 from ._patterns import Rules
 from .providers._base import PredicateBase, UnionProvider
@@ -65,7 +65,8 @@ class State:
     """What one request sees: never mutated, replaced as a whole."""
 
     rules: Rules
-    predicates: tuple[tuple[PredicateBase, TTLCache[str, bool]], ...] = ()
+    # (predicate, its decision cache, its name as a rule) for each predicate provider
+    predicates: tuple[tuple[PredicateBase, DecisionCache, str], ...] = ()
     deadline: float = math.inf
     generation: int = 0
     slots: tuple[_Slot, ...] = field(default=(), repr=False)
@@ -134,7 +135,8 @@ class Resolver:
             predicates = tuple(
                 (
                     slot.provider,
-                    TTLCache[str, bool](slot.provider.cache_size, slot.provider.cache_ttl, self.clock),
+                    DecisionCache(slot.provider.cache_size, slot.provider.cache_ttl, self.clock),
+                    repr(slot.provider),
                 )
                 for slot in slots
                 if isinstance(slot.provider, PredicateBase)
@@ -244,24 +246,13 @@ class Resolver:
 
     # --- predicates -----------------------------------------------------------------
 
-    @staticmethod
-    def cached_predicate(state: State, origin: str) -> tuple[bool, str | None]:
-        """(known, rule): known when one cached answer allows or every predicate refused."""
-        for predicate, cache in state.predicates:
-            cached = cache.get(origin)
-            if cached is None:
-                return False, None
-            if cached:
-                return True, repr(predicate)
-        return True, None
-
     async def ask_predicates(self, state: State, origin: str, scope: Scope | None) -> str | None:
         """Ask each predicate (cache first); the name of the one that allowed, or None.
 
         A predicate that raises or times out refuses this request; the failure is logged
         and not cached, so the next request asks again.
         """
-        for predicate, cache in state.predicates:
+        for predicate, cache, name in state.predicates:
             cached = cache.get(origin)
             if cached is None:
                 try:
@@ -276,7 +267,7 @@ class Resolver:
                     continue
                 cache[origin] = cached
             if cached:
-                return repr(predicate)
+                return name
         return None
 
     # --- background work ------------------------------------------------------------

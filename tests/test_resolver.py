@@ -235,7 +235,7 @@ def test_flood_of_distinct_origins_keeps_the_decision_cache_bounded(clock: FakeC
     gc.collect()
     retained, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    ((_, cache),) = policy._resolver.state.predicates
+    ((_, cache, _),) = policy._resolver.state.predicates
     assert len(cache) == 1000
     # What is retained is the cache itself, whose 1000 entries the last 10,000 origins
     # replaced: about 320 KB (~320 B an entry). Unbounded, 10,000 entries would be ~3 MB.

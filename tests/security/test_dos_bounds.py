@@ -197,7 +197,7 @@ def test_predicate_cache_stays_bounded_under_a_flood_of_distinct_origins() -> No
         flooded, flood_peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    (_, cache) = policy._resolver.state.predicates[0]
+    (_, cache, _) = policy._resolver.state.predicates[0]
     assert len(cache) == CACHE_SIZE
     assert asked["calls"] == 3 * warm_up  # every origin was new: nothing was served stale
     # Bounded by the cache sizes, not by the flood: 20,000 more origins kept would be ~3 MB
