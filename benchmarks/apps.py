@@ -62,6 +62,26 @@ def http_bare() -> ASGIApp:
     return bare_app
 
 
+def http_headers_only() -> ASGIApp:
+    """The floor for any spec-compliant middleware: the bare app writing, itself, the headers
+    an allowed credentialed request needs. What a middleware costs above this is its own logic;
+    the rest is the server's per-header work."""
+    origin = make_origins(HTTP_ORIGINS)[-1].encode()
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        headers = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", b"2"),
+            (b"access-control-allow-origin", origin),
+            (b"access-control-allow-credentials", b"true"),
+            (b"vary", b"Origin"),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"OK"})
+
+    return app
+
+
 def http_starlette() -> ASGIApp:
     return starlette_cors(bare_app, make_origins(HTTP_ORIGINS))
 

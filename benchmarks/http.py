@@ -25,6 +25,7 @@ from benchmarks.apps import HTTP_ORIGINS, make_origins
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = {
     "bare": "benchmarks.apps:http_bare",
+    "headers only": "benchmarks.apps:http_headers_only",
     "starlette": "benchmarks.apps:http_starlette",
     "corsengine": "benchmarks.apps:http_corsengine",
 }
