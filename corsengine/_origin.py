@@ -192,29 +192,32 @@ def split_configured(raw: str, problems: list[Problem]) -> SplitOrigin | None:
     return SplitOrigin(scheme, host, port)
 
 
+def _canonical_host(host: str) -> str | None:
+    """The canonical form of a configured host (case, IDNA, IP notation), or None if invalid."""
+    lowered = host.lower()
+    try:
+        if lowered.startswith("["):
+            return "[" + _ipv6_serialization(ipaddress.IPv6Address(lowered[1:-1])) + "]"
+        encoded = _idna_host(lowered)
+        if encoded is None:
+            return None
+        if _DIGITS.fullmatch(encoded.rpartition(".")[2]):
+            return str(ipaddress.IPv4Address(encoded))
+    except ValueError:  # not an IP address after all
+        return None
+    if re.fullmatch(rf"{_LABEL}(?:\.{_LABEL})*", encoded) and len(encoded) <= 253:
+        return encoded
+    return None
+
+
 def normalize_host(raw: str, host: str, problems: list[Problem]) -> str | None:
     """Lower-case, IDNA-encode and validate a configured host (no wildcards)."""
-    lowered = host.lower()
-    if lowered.startswith("["):
-        try:
-            return "[" + _ipv6_serialization(ipaddress.IPv6Address(lowered[1:-1])) + "]"
-        except ValueError:
-            pass
-    else:
-        encoded = _idna_host(lowered)
-        if encoded is not None:
-            last = encoded.rpartition(".")[2]
-            if _DIGITS.fullmatch(last):
-                try:
-                    return str(ipaddress.IPv4Address(encoded))
-                except ValueError:
-                    pass
-            elif re.fullmatch(rf"{_LABEL}(?:\.{_LABEL})*", encoded) and len(encoded) <= 253:
-                return encoded
-    problems.append(
-        Problem("corsengine.E004", f"origin {quote(raw)} has an invalid host", "check the host name")
-    )
-    return None
+    canonical = _canonical_host(host)
+    if canonical is None:
+        problems.append(
+            Problem("corsengine.E004", f"origin {quote(raw)} has an invalid host", "check the host name")
+        )
+    return canonical
 
 
 def normalize_port(raw: str, scheme: str, port: str | None, problems: list[Problem]) -> int | None:
