@@ -58,6 +58,7 @@ class _Slot:
     good_at: float = -math.inf
     inflight: anyio.Event | None = None
     error: str | None = None
+    invalidations: int = 0  # bumped by invalidate(), so a refresh in flight knows it is outdated
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +211,7 @@ class Resolver:
         for slot in self.state.slots:
             if slot.ttl is not None:
                 slot.fresh_until = -math.inf
+                slot.invalidations += 1
         self._publish(self.state.slots)
 
     async def _refresh(self, slot: _Slot) -> None:
@@ -217,6 +219,7 @@ class Resolver:
             await slot.inflight.wait()
             return
         done = slot.inflight = anyio.Event()
+        invalidations = slot.invalidations
         try:
             with anyio.fail_after(self.timeout):
                 rules = await slot.provider.load()
@@ -238,6 +241,10 @@ class Resolver:
             # A provider may set its ttl per load (a remote document's Cache-Control max-age).
             slot.ttl = getattr(slot.provider, "ttl", slot.ttl)
             slot.fresh_until = now + slot.ttl if slot.ttl is not None else math.inf
+            if slot.invalidations != invalidations:
+                # The source changed while this load ran (a pub/sub message, a file event):
+                # what it read may predate the change, so the next request loads again.
+                slot.fresh_until = -math.inf
         finally:
             slot.inflight = None
             done.set()

@@ -425,3 +425,30 @@ def test_sync_evaluate_waits_for_an_async_refresh(clock: FakeClock) -> None:
     # a sync evaluate() waits for the reload and answers from the new list.
     assert allowed(policy, C)
     assert not allowed(policy, B)
+
+
+def test_an_invalidation_during_a_refresh_is_not_lost(clock: FakeClock) -> None:
+    source = Source([A])
+    policy = make(source, clock, ttl=3600)
+    assert allowed(policy, A)
+    resolver = policy._resolver
+
+    async def main() -> None:
+        source.gate = anyio.Event()
+        resolver.invalidate()
+        assert (await policy.aevaluate(A)).allowed  # stale answer; the reload is held upstream
+        await anyio.wait_all_tasks_blocked()
+        assert source.calls == 2
+        # The source changes and says so (a pub/sub message) while that reload still runs:
+        # what the reload read may predate the change.
+        source.origins = [B]
+        resolver.invalidate()
+        source.gate.set()
+        await anyio.wait_all_tasks_blocked()
+        source.gate = None
+        await policy.aevaluate(B)  # must load again, not trust the outdated reload for an hour
+        await anyio.wait_all_tasks_blocked()
+        assert source.calls == 3
+        assert (await policy.aevaluate(B)).allowed
+
+    anyio.run(main)
