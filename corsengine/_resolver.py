@@ -202,7 +202,13 @@ class Resolver:
         for slot in slots:
             if slot.ttl is not None or slot.rules is None:
                 slot.fresh_until = -math.inf
-                await self._refresh(slot)
+                slot.invalidations += 1
+                # A refresh already in flight may have read the source before this call: the
+                # first _refresh() may only wait for it, and it then leaves the slot stale.
+                for _ in range(2):
+                    await self._refresh(slot)
+                    if slot.fresh_until != -math.inf:
+                        break
         if self.state.slots is slots:
             self._publish(slots, new_generation=True)
 

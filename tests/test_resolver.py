@@ -452,3 +452,30 @@ def test_an_invalidation_during_a_refresh_is_not_lost(clock: FakeClock) -> None:
         assert (await policy.aevaluate(B)).allowed
 
     anyio.run(main)
+
+
+def test_refresh_during_a_background_refresh_loads_again(clock: FakeClock) -> None:
+    source = Source([A])
+    policy = make(source, clock)
+    assert allowed(policy, A)
+
+    async def main() -> None:
+        clock.advance(31)
+        source.gate = anyio.Event()
+        await policy.aevaluate(A)  # starts a background refresh, held upstream
+        await anyio.wait_all_tasks_blocked()
+        assert source.calls == 2
+        source.origins = [B]  # changed after that refresh started
+
+        async def release() -> None:
+            await anyio.wait_all_tasks_blocked()
+            assert source.gate is not None
+            source.gate.set()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(release)
+            await policy.refresh()
+        assert source.calls == 3  # the forced refresh did not settle for the older load
+        assert (await policy.aevaluate(B)).allowed
+
+    anyio.run(main)
