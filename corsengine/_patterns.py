@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Final
 
 from ._origin import Origin, normalize_host, normalize_port, parse_origin, quote, split_configured
-from .exceptions import Problem
+from .exceptions import ConfigurationError, Problem
 
 ANY_PORT: Final = -1
 
@@ -103,8 +103,6 @@ class Rules:
     @classmethod
     def from_entries(cls, entries: Iterable[str], *, regexes: Iterable[str] = ()) -> Rules:
         """Compile entries, raising ConfigurationError listing every invalid one."""
-        from .exceptions import ConfigurationError
-
         rules, problems, _ = compile_entries(entries, regexes=regexes)
         if problems:
             raise ConfigurationError(problems)
