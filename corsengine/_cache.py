@@ -24,6 +24,11 @@ class DecisionCache:
 
     def get(self, origin: str) -> bool | None:
         """The cached answer, or None when absent or expired."""
+        entry = self.entry(origin)
+        return None if entry is None else entry[0]
+
+    def entry(self, origin: str) -> tuple[bool, float] | None:
+        """The cached answer with the moment it expires, or None when absent or expired."""
         entry = self._data.get(origin)
         if entry is None:
             return None
@@ -31,7 +36,7 @@ class DecisionCache:
             del self._data[origin]
             return None
         self._data.move_to_end(origin)  # least recently used goes first
-        return entry[0]
+        return entry
 
     def __setitem__(self, origin: str, answer: bool) -> None:
         data = self._data

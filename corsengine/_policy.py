@@ -47,6 +47,7 @@ class _Pending:
 PENDING: Final = _Pending()
 MALFORMED: Final = object()  # the Origin is not a canonical serialized origin
 _MISSING: Final = object()
+_NEVER: Final = math.inf
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,6 +308,8 @@ class Policy:
             return MALFORMED  # refused unread and never memoized: a flood of them keeps nothing
         memo = state.memo
         verdict = memo.get(origin, _MISSING)
+        if type(verdict) is tuple:
+            return None  # the rules said nothing; this is the predicates' answer, folded in
         if verdict is _MISSING:
             rules = state.rules
             if origin in rules.exact:
@@ -323,7 +326,8 @@ class Policy:
     def _rule_now(self, origin: str) -> str | _Pending | None:
         """The rule allowing ``origin`` from what is at hand, or PENDING if I/O is needed."""
         state = self._resolver.state
-        if state.deadline != math.inf and state.deadline <= self.clock():
+        deadline = state.deadline
+        if deadline < _NEVER and deadline <= self.clock():  # a static list never reads the clock
             # A malformed origin can match nothing: it never triggers a provider load.
             if origin != "null" and parse_origin(origin) is None:
                 return None
@@ -331,20 +335,41 @@ class Policy:
         # The memo hit inline: this runs on every request with an Origin, and a call costs
         # more than the lookup itself.
         verdict = state.memo.get(origin, _MISSING)
-        if verdict is _MISSING:
-            verdict = self._rules_say(state, origin)
         if type(verdict) is str:
             return verdict
-        if verdict is MALFORMED:
-            return None
-        # Then the predicates' cached answers (inline too): PENDING when one must be asked.
-        for _, cache, name in state.predicates:
-            answer = cache.get(origin)
-            if answer is None:
-                return PENDING
-            if answer:
-                return name
+        if type(verdict) is tuple:
+            # The predicates' answer, folded into the memo with the moment it expires: a
+            # warm predicate costs one dict read and a clock read, like a static list.
+            if verdict[1] > self.clock():
+                return verdict[0]  # type: ignore[no-any-return]
+            return self._predicates_now(state, origin)
+        if verdict is _MISSING:
+            verdict = self._rules_say(state, origin)
+            if type(verdict) is str:
+                return verdict
+        if verdict is None and state.predicates:
+            return self._predicates_now(state, origin)
         return None
+
+    @staticmethod
+    def _predicates_now(state: State, origin: str) -> str | _Pending | None:
+        """The predicates' cached answers, folded into the memo; PENDING when one must be asked."""
+        answer: str | None = None
+        expires = math.inf
+        for _, cache, name in state.predicates:
+            entry = cache.entry(origin)
+            if entry is None:
+                return PENDING
+            # The folded answer lives no longer than any cached answer it was made from.
+            expires = min(expires, entry[1])
+            if entry[0]:
+                answer = name
+                break
+        memo = state.memo
+        if len(memo) >= MEMO_SIZE:
+            memo.clear()
+        memo[origin] = (answer, expires)
+        return answer
 
     async def _rule_async(self, origin: str, scope: Scope | None, *, wait: bool = False) -> str | None:
         state = self._resolver.state

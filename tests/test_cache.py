@@ -38,3 +38,13 @@ def test_storing_again_refreshes_the_answer_and_its_ttl(clock: FakeClock) -> Non
     clock.advance(40)
     assert cache.get("a") is True
     assert cache.get("b") is None
+
+
+def test_entry_tells_when_the_answer_expires(clock: FakeClock) -> None:
+    cache = DecisionCache(maxsize=2, ttl=60, clock=clock)
+    cache["a"] = True
+    clock.advance(10)
+    assert cache.entry("a") == (True, clock() + 50)
+    assert cache.entry("b") is None
+    clock.advance(50)
+    assert cache.entry("a") is None

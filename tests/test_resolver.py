@@ -219,6 +219,65 @@ def test_predicate_cache_expires_and_is_revoked_by_refresh(clock: FakeClock) -> 
     assert calls == [A, A, A]
 
 
+def test_a_warm_predicate_answer_is_read_from_the_memo_alone(clock: FakeClock) -> None:
+    calls: list[str] = []
+
+    def predicate(origin: str, scope: Any) -> bool:
+        calls.append(origin)
+        return origin == A
+
+    policy = Policy(PredicateProvider(predicate), clock=clock)
+    assert allowed(policy, A) and not allowed(policy, B)
+    assert allowed(policy, A) and not allowed(policy, B)  # folded into the snapshot's memo
+    ((_, cache, _),) = policy._resolver.state.predicates
+    cache._data.clear()  # were the decision cache read, both would be asked again
+    assert allowed(policy, A) and not allowed(policy, B)
+    assert calls == [A, B]
+
+
+def test_a_folded_predicate_answer_expires_with_the_cached_answer(clock: FakeClock) -> None:
+    calls: list[str] = []
+
+    def predicate(origin: str, scope: Any) -> bool:
+        calls.append(origin)
+        return True
+
+    policy = Policy(PredicateProvider(predicate, cache_ttl=60), clock=clock)
+    assert allowed(policy, A) and allowed(policy, A)
+    clock.advance(59.5)
+    assert allowed(policy, A)
+    assert calls == [A]
+    clock.advance(0.5)  # 60 s after the answer: asked again, never served from the memo
+    assert allowed(policy, A)
+    assert calls == [A, A]
+
+
+def test_a_folded_answer_lives_no_longer_than_the_shortest_answer_it_was_made_from(
+    clock: FakeClock,
+) -> None:
+    first_says = {"value": False}
+    first = PredicateProvider(lambda origin, scope: first_says["value"], cache_ttl=10)
+    second = PredicateProvider(lambda origin, scope: True, cache_ttl=60)
+    policy = Policy(first | second, clock=clock)
+    assert policy.evaluate(A).rule == repr(second)
+    assert policy.evaluate(A).rule == repr(second)  # folded: the first said no, the second yes
+    first_says["value"] = True
+    clock.advance(9)
+    assert policy.evaluate(A).rule == repr(second)
+    clock.advance(1)  # the first predicate's "no" expired: the folded answer with it
+    assert policy.evaluate(A).rule == repr(first)
+
+
+def test_a_refresh_forgets_folded_predicate_answers(clock: FakeClock) -> None:
+    tenants = {A}
+    policy = Policy(PredicateProvider(lambda origin, scope: origin in tenants, cache_ttl=3600), clock=clock)
+    assert allowed(policy, A) and allowed(policy, A)
+    tenants.clear()
+    assert allowed(policy, A)  # cached for an hour...
+    anyio.run(policy.refresh)
+    assert not allowed(policy, A)  # ...unless refreshed
+
+
 def test_flood_of_distinct_origins_keeps_the_decision_cache_bounded(clock: FakeClock) -> None:
     predicate = PredicateProvider(lambda origin, scope: origin.endswith(".good.example"), cache_size=1000)
     policy = Policy(predicate, clock=clock)
