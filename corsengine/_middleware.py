@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 import anyio
@@ -26,6 +26,7 @@ _WANTED = {
 _ACAO = b"access-control-allow-origin"
 _VARY = b"vary"
 _ORIGIN_TOKEN = b"Origin"
+_VARY_ORIGIN = (_VARY, _ORIGIN_TOKEN)
 _CONTENT_TYPE = (b"content-type", b"text/plain; charset=utf-8")
 _PREFLIGHT_MEMO_SIZE = 1024
 _MAYBE_OURS = frozenset((b"a", b"A", b"v", b"V"))
@@ -49,11 +50,18 @@ def _response_headers(
     app_headers: Iterable[tuple[bytes, bytes]], cors: list[tuple[bytes, bytes]]
 ) -> list[Any]:
     """The app's headers with ours: CORS headers replaced, Vary merged into one line."""
+    if type(app_headers) is not list:
+        app_headers = list(app_headers)  # any iterable, read twice below
+    for header in app_headers:
+        # Only a name starting with "a" or "v" can be Vary or one of ours; most responses
+        # have none, and are copied whole after one cheap test per header.
+        if header[0][:1] in _MAYBE_OURS:
+            break
+    else:
+        return [*app_headers, *cors, _VARY_ORIGIN]
     out: list[Any] = []
     vary: bytes | None = None
     for header in app_headers:
-        # Only a name starting with "a" or "v" can be Vary or one of ours; the others (most
-        # of an app's headers) pass through without lower() and the prefix tests.
         if header[0][:1] not in _MAYBE_OURS:
             out.append(header)
             continue
@@ -178,10 +186,11 @@ class CORSMiddleware:
                 echoed = origin if value is text else value.encode("latin-1")
                 cors = [(_ACAO, echoed), *self._allowed_tail]
 
-        async def send_with_cors(message: Message) -> None:
+        # A plain function returning send's awaitable: one coroutine per message, not two.
+        def send_with_cors(message: Message) -> Awaitable[None]:
             if message["type"] == "http.response.start":
                 message["headers"] = _response_headers(message.get("headers", ()), cors)
-            await send(message)
+            return send(message)
 
         await self.app(scope, receive, send_with_cors)
 

@@ -99,6 +99,33 @@ def test_app_cors_headers_are_replaced_and_vary_merged() -> None:
     assert headers == [(b"x-kept", b"1"), (b"vary", b"Accept-Encoding, Cookie, Origin")]
 
 
+@pytest.mark.parametrize("shape", ["list", "tuple", "generator", "lists"])
+@pytest.mark.parametrize("with_vary", [False, True])
+def test_app_headers_in_any_iterable_shape_are_kept(shape: str, with_vary: bool) -> None:
+    own = [(b"content-type", b"text/plain"), (b"x-kept", b"1")] + (
+        [(b"Vary", b"Cookie")] if with_vary else []
+    )
+    shaped: Any = {
+        "list": lambda: list(own),
+        "tuple": lambda: tuple(own),
+        "generator": lambda: (header for header in own),
+        "lists": lambda: [list(header) for header in own],  # ASGI allows [name, value] pairs
+    }[shape]
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": shaped()})
+        await send({"type": "http.response.body", "body": b"app"})
+
+    middleware = CORSMiddleware(app, allow_origins=["https://app.example.com"])
+    _, headers, _ = run(call, middleware, "GET", [ORIGIN])
+    assert [tuple(header) for header in headers] == [
+        (b"content-type", b"text/plain"),
+        (b"x-kept", b"1"),
+        (b"access-control-allow-origin", b"https://app.example.com"),
+        (b"vary", b"Cookie, Origin" if with_vary else b"Origin"),
+    ]
+
+
 def test_vary_star_is_left_alone() -> None:
     app = CORSMiddleware(plain_app([(b"vary", b"*")]), allow_origins=["https://app.example.com"])
     _, headers, _ = run(call, app, "GET", [ORIGIN])
