@@ -168,15 +168,21 @@ class CORSMiddleware:
             cors: list[tuple[bytes, bytes]] = []
         else:
             text = origin.decode("latin-1")
-            rule = self.policy._rule_now(text)
+            policy = self.policy
+            rule = policy._rule_now(text)
             if isinstance(rule, _Pending):
-                rule = await self.policy._rule_async(text, scope)
+                rule = await policy._rule_async(text, scope)
             if request_method is not None and scope["method"] == "OPTIONS":
                 await self._answer_preflight(
                     text, rule, request_method, request_headers, private_network, send
                 )
                 return
-            value = self.policy._allow_origin_value(rule, text) if isinstance(rule, str) else None
+            if rule is None:
+                value = None
+            elif rule == "*" or rule == "null":  # the two rules whose answer depends on credentials
+                value = policy._allow_origin_value(rule, text)
+            else:
+                value = text  # an exact origin, a pattern, a regex or a predicate: echo it
             if value is None:
                 cors = []
                 if logger.isEnabledFor(logging.DEBUG):
