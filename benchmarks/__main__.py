@@ -24,7 +24,7 @@ def _machine() -> str:
     return f"Python {platform.python_version()} on {platform.system()} {platform.machine()}"
 
 
-def render(asgi_results: asgi.AsgiResults, http_results: http.HttpResults | None) -> str:
+def render(asgi_results: asgi.AsgiResults, http_results: list[http.HttpResults]) -> str:
     verdicts = report.asgi_verdicts(asgi_results)
     parts = [
         f"Measured with `make bench` ({_machine()}).",
@@ -42,15 +42,15 @@ def render(asgi_results: asgi.AsgiResults, http_results: http.HttpResults | None
         report.flood_text(asgi_results.flood),
         "",
     ]
-    if http_results is not None:
-        verdicts += report.http_verdicts(http_results)
-        settings = http_results.settings
+    for results in http_results:
+        verdicts += report.http_verdicts(results)
+        settings = results.settings
         parts += [
-            f"### Throughput behind {http_results.server}, loopback "
-            f"(wrk, {settings.threads} threads, {settings.connections} connections, "
+            f"### Throughput behind {results.server}, loopback "
+            f"(every app loaded at once on one core, one wrk each with {settings.connections} connections, "
             f"{settings.duration_s} s x {settings.rounds} rounds)",
             "",
-            report.http_table(http_results),
+            report.http_table(results),
             "",
         ]
     parts += ["### Targets", "", *(verdict.line() for verdict in verdicts)]
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     print("in-process ASGI benchmark...", file=sys.stderr)
     asgi_results = asgi.run(asgi.QUICK if args.quick else asgi.Settings())
-    http_results = None
+    http_results: list[http.HttpResults] = []
     if not args.no_http:
         print("uvicorn + wrk benchmark...", file=sys.stderr)
         http_results = http.run(http.Settings(rounds=1, duration_s=1) if args.quick else http.Settings())

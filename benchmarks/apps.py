@@ -63,9 +63,8 @@ def http_bare() -> ASGIApp:
 
 
 def http_headers_only() -> ASGIApp:
-    """The floor for any spec-compliant middleware: the bare app writing, itself, the headers
-    an allowed credentialed request needs. What a middleware costs above this is its own logic;
-    the rest is the server's per-header work."""
+    """The floor for any CORS support: the bare app writing, itself, the headers an allowed
+    credentialed request needs. Below this is the server's own per-header work."""
     origin = make_origins(HTTP_ORIGINS)[-1].encode()
 
     async def app(scope: Scope, receive: Any, send: Any) -> None:
@@ -78,6 +77,32 @@ def http_headers_only() -> ASGIApp:
         ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b"OK"})
+
+    return app
+
+
+def http_minimal_middleware() -> ASGIApp:
+    """The floor for any ASGI middleware that writes those headers: it finds the Origin and
+    appends them, with no policy at all (it would allow every origin). What a CORS middleware
+    costs above this is its decision; below it is the price of being a middleware."""
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        origin = b""
+        for name, value in scope["headers"]:
+            if name == b"origin":
+                origin = value
+        added = [
+            (b"access-control-allow-origin", origin),
+            (b"access-control-allow-credentials", b"true"),
+            (b"vary", b"Origin"),
+        ]
+
+        def send_with_headers(message: Message) -> Any:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message["headers"], *added]
+            return send(message)
+
+        await bare_app(scope, receive, send_with_headers)
 
     return app
 

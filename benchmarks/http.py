@@ -1,14 +1,23 @@
-"""Over the wire: uvicorn on loopback, loaded by wrk, bare app versus each middleware.
+"""Over the wire: uvicorn on loopback, loaded by wrk, the bare app against each middleware.
 
-Each target gets its own uvicorn process (one worker, no access log, a free port), all started
-up front; then short wrk runs alternate between them over several rounds, so that every round
-compares the targets under the same load, and the median is kept. Every process is stopped by
-the harness, and every wrk run is bounded by a timeout, so a hung server cannot hang the run.
+Every target gets its own uvicorn process (one worker, no access log, a free port), and all of
+them are loaded *at the same time*, each by its own wrk, over a few short rounds. Loading them
+one after another compared them under different machines: on a shared VM the bare app alone
+moved between 25,000 and 40,000 req/s from one second to the next, so a 0.9 x line was met or
+missed by the order of the runs. Loaded together on one core, the targets share every instant;
+the scheduler gives each an equal share of that core (the CPU time read from /proc shows it),
+so each one's req/s is inversely proportional to its CPU cost per request, and the ratios hold
+to a few percent from run to run.
+
+With two cores or more, the servers run on one core and the wrk processes on the others, so that
+the load generator never takes CPU from the servers it measures. Every process is stopped by the
+harness and every wrk run is bounded by a timeout, so a hung server cannot hang the run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
 import socket
@@ -26,36 +35,70 @@ ROOT = Path(__file__).resolve().parent.parent
 TARGETS = {
     "bare": "benchmarks.apps:http_bare",
     "headers only": "benchmarks.apps:http_headers_only",
+    "minimal middleware": "benchmarks.apps:http_minimal_middleware",
     "starlette": "benchmarks.apps:http_starlette",
     "corsengine": "benchmarks.apps:http_corsengine",
+}
+# uvicorn's two HTTP stacks: the pure-Python one it always has, and the one `uvicorn[standard]`
+# installs (what FastAPI's own `fastapi[standard]` deploys). Each is measured when importable.
+SERVERS = {
+    "h11, asyncio": (("h11",), ["--http", "h11", "--loop", "asyncio"]),
+    "httptools, uvloop": (("httptools", "uvloop"), ["--http", "httptools", "--loop", "uvloop"]),
 }
 
 
 @dataclass
 class Settings:
-    # Short runs, many rounds: on a shared machine the load changes from second to second.
-    rounds: int = 6
+    rounds: int = 8
     duration_s: int = 2
-    threads: int = 2
-    connections: int = 50
+    connections: int = 25  # per target
 
 
 @dataclass
 class HttpResults:
     settings: Settings
     server: str
-    # req/s per target, one sample per round.
+    # req/s and server CPU µs per request, per target, one sample per round.
     samples: dict[str, list[float]] = field(default_factory=dict)
+    cpu_us: dict[str, list[float]] = field(default_factory=dict)
     skipped: str | None = None
 
     def median(self, target: str) -> float:
         return statistics.median(self.samples[target])
 
     def ratio(self, target: str) -> float:
-        """Median over rounds of target / bare: rounds run back to back, so a round's ratio is
-        measured under one load, even when the machine's load drifts between rounds."""
+        """Median over rounds of target / bare, both measured in the same seconds."""
         pairs = zip(self.samples[target], self.samples["bare"], strict=True)
         return statistics.median(t / b for t, b in pairs)
+
+    def cpu_per_request(self, target: str) -> float | None:
+        samples = self.cpu_us.get(target)
+        return statistics.median(samples) if samples else None
+
+
+def _cores() -> tuple[set[int], set[int]] | None:
+    """(the servers' core, wrk's cores), or None when there is only one core to share."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return None
+    return {cores[0]}, set(cores[1:])
+
+
+def _pinned(cores: set[int] | None) -> list[str]:
+    if not cores or shutil.which("taskset") is None:
+        return []
+    return ["taskset", "-c", ",".join(map(str, sorted(cores)))]
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process, from /proc (None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _free_port() -> int:
@@ -76,17 +119,20 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout_s: float =
 
 
 @contextlib.contextmanager
-def serve(factory: str) -> Iterator[int]:
-    """uvicorn serving ``factory`` on a free loopback port, stopped on exit whatever happens."""
+def serve(
+    factory: str, server_options: list[str], cores: set[int] | None = None
+) -> Iterator[tuple[int, int]]:
+    """uvicorn serving ``factory`` on a free loopback port: (port, pid), stopped on exit."""
     port = _free_port()
-    command = [sys.executable, "-m", "uvicorn", factory, "--factory", "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--workers", "1", "--no-access-log", "--log-level", "warning"]
+    command = [*_pinned(cores), sys.executable, "-m", "uvicorn", factory, "--factory"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     # The bare app does not speak the lifespan protocol; the middlewares have nothing to start.
-    command += ["--lifespan", "off"]
+    command += ["--no-access-log", "--log-level", "warning", "--lifespan", "off", *server_options]
+    # taskset execs uvicorn: the pid is the server's own.
     proc = subprocess.Popen(command, cwd=ROOT)
     try:
         _wait_listening(port, proc)
-        yield port
+        yield port, proc.pid
     finally:
         proc.terminate()
         try:
@@ -97,6 +143,7 @@ def serve(factory: str) -> Iterator[int]:
 
 
 _REQUESTS_PER_SEC = re.compile(r"^Requests/sec:\s+([0-9.]+)", re.MULTILINE)
+_REQUESTS = re.compile(r"^\s*([0-9]+) requests in", re.MULTILINE)
 
 
 def parse_wrk(output: str) -> float:
@@ -106,26 +153,45 @@ def parse_wrk(output: str) -> float:
     return float(match.group(1))
 
 
-def wrk(port: int, settings: Settings) -> float:
+def parse_requests(output: str) -> int:
+    match = _REQUESTS.search(output)
+    if match is None:
+        raise ValueError(f"no request count in wrk output:\n{output}")
+    return int(match.group(1))
+
+
+def _wrk_command(port: int, settings: Settings, cores: set[int] | None) -> list[str]:
     # An allowed cross-origin GET: the request a browser app sends most.
     origin = make_origins(HTTP_ORIGINS)[-1]
-    command = ["wrk", f"-t{settings.threads}", f"-c{settings.connections}", f"-d{settings.duration_s}s"]
-    command += ["-H", f"Origin: {origin}", f"http://127.0.0.1:{port}/items"]
-    done = subprocess.run(
-        command, capture_output=True, text=True, timeout=settings.duration_s + 30, check=True
-    )
-    if "Non-2xx" in done.stdout or "Socket errors" in done.stdout:
-        raise RuntimeError(f"wrk saw errors; the numbers would not be comparable:\n{done.stdout}")
-    return parse_wrk(done.stdout)
+    command = [*_pinned(cores), "wrk", "-t1", f"-c{settings.connections}", f"-d{settings.duration_s}s"]
+    return [*command, "-H", f"Origin: {origin}", f"http://127.0.0.1:{port}/items"]
 
 
-def _server_description() -> str:
+def load_together(ports: dict[str, int], settings: Settings, cores: set[int] | None) -> dict[str, str]:
+    """One wrk per target, all started at once; their outputs once all have finished."""
+    runs = {
+        name: subprocess.Popen(_wrk_command(port, settings, cores), stdout=subprocess.PIPE, text=True)
+        for name, port in ports.items()
+    }
+    outputs = {}
+    try:
+        for name, run in runs.items():
+            outputs[name], _ = run.communicate(timeout=settings.duration_s + 30)
+    finally:
+        for run in runs.values():
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+    for name, output in outputs.items():
+        if "Non-2xx" in output or "Socket errors" in output:
+            raise RuntimeError(f"wrk saw errors on {name}; the numbers would not be comparable:\n{output}")
+    return outputs
+
+
+def _server_description(name: str) -> str:
     import uvicorn
 
-    # uvicorn picks httptools/uvloop when installed and h11/asyncio otherwise; the server's own
-    # per-request cost is the denominator of every ratio, so say which one was measured.
-    extras = [name for name in ("httptools", "uvloop") if _importable(name)]
-    return f"uvicorn {uvicorn.__version__} ({', '.join(extras) or 'h11, asyncio'})"
+    return f"uvicorn {uvicorn.__version__} ({name})"
 
 
 def _importable(name: str) -> bool:
@@ -136,17 +202,38 @@ def _importable(name: str) -> bool:
     return True
 
 
-def run(settings: Settings | None = None) -> HttpResults:
-    settings = settings or Settings()
-    results = HttpResults(settings, _server_description(), {name: [] for name in TARGETS})
-    if shutil.which("wrk") is None:
-        results.skipped = "wrk is not installed (`make system-deps` installs it)"
-        return results
+def run_server(name: str, options: list[str], settings: Settings) -> HttpResults:
+    results = HttpResults(settings, _server_description(name))
+    results.samples = {target: [] for target in TARGETS}
+    results.cpu_us = {target: [] for target in TARGETS}
+    server_cores, wrk_cores = _cores() or (None, None)
     with contextlib.ExitStack() as servers:
-        ports = {name: servers.enter_context(serve(factory)) for name, factory in TARGETS.items()}
-        names = list(TARGETS)
-        for round_ in range(settings.rounds):
-            shift = round_ % len(names)
-            for name in names[shift:] + names[:shift]:
-                results.samples[name].append(wrk(ports[name], settings))
+        started = {
+            target: servers.enter_context(serve(factory, options, server_cores))
+            for target, factory in TARGETS.items()
+        }
+        ports = {target: port for target, (port, _) in started.items()}
+        for _ in range(settings.rounds):
+            before = {target: _cpu_seconds(pid) for target, (_, pid) in started.items()}
+            outputs = load_together(ports, settings, wrk_cores)
+            for target, (_, pid) in started.items():
+                results.samples[target].append(parse_wrk(outputs[target]))
+                cpu_before, cpu_after = before[target], _cpu_seconds(pid)
+                if cpu_before is not None and cpu_after is not None:
+                    requests = parse_requests(outputs[target])
+                    results.cpu_us[target].append((cpu_after - cpu_before) / requests * 1e6)
     return results
+
+
+def run(settings: Settings | None = None) -> list[HttpResults]:
+    """One result per uvicorn HTTP stack installed (h11 always)."""
+    settings = settings or Settings()
+    if shutil.which("wrk") is None:
+        skipped = HttpResults(settings, _server_description("h11, asyncio"))
+        skipped.skipped = "wrk is not installed (`make system-deps` installs it)"
+        return [skipped]
+    return [
+        run_server(name, options, settings)
+        for name, (modules, options) in SERVERS.items()
+        if all(_importable(module) for module in modules)
+    ]

@@ -54,14 +54,14 @@ def test_report_has_a_verdict_for_every_in_process_target(results: asgi.AsgiResu
     verdicts = report.asgi_verdicts(results)
     # Ratio to Starlette, allowlist size, each dynamic provider, memory bound.
     assert len(verdicts) == 3 + len(results.dynamic)
-    text = bench_main.render(results, None)
+    text = bench_main.render(results, [])
     assert text.count("\n| ") > len(asgi.SCENARIOS) * len(asgi.QUICK.sizes)
     assert all(verdict.line() in text for verdict in verdicts)
 
 
 def test_plot_is_written(results: asgi.AsgiResults, tmp_path: Path) -> None:
     path = tmp_path / "benchmarks.png"
-    report.plot(results, None, path)
+    report.plot(results, [], path)
     assert path.read_bytes().startswith(b"\x89PNG")
 
 
@@ -74,16 +74,34 @@ def test_wrk_output_is_parsed() -> None:
         http.parse_wrk("unable to connect")
 
 
-def test_http_verdict_compares_with_the_bare_app() -> None:
+def test_wrk_request_count_is_parsed() -> None:
+    output = "Running 2s test @ http://127.0.0.1:1/items\n  25 connections\n  18311 requests in 2.00s, 2.6MB read\n"
+    assert http.parse_requests(output) == 18311
+    with pytest.raises(ValueError):
+        http.parse_requests("unable to connect")
+
+
+def test_http_verdict_compares_with_the_bare_app_in_the_same_rounds() -> None:
     results = http.HttpResults(
         http.Settings(),
-        "uvicorn",
-        {"bare": [100.0], "headers only": [97.0], "starlette": [70.0], "corsengine": [95.0]},
+        "uvicorn (httptools, uvloop)",
+        {
+            "bare": [100.0, 200.0],
+            "headers only": [97.0, 194.0],
+            "minimal middleware": [96.0, 192.0],
+            "starlette": [70.0, 140.0],
+            "corsengine": [95.0, 180.0],
+        },
+        {"bare": [30.0, 31.0], "corsengine": [32.0, 34.0]},
     )
     (verdict,) = report.http_verdicts(results)
-    assert verdict.met
-    assert "0.95 x" in verdict.detail
-    assert "the same CORS headers itself 0.97 x" in verdict.detail
+    assert verdict.met  # median of 0.95 and 0.90 per round
+    assert verdict.target.startswith("uvicorn (httptools, uvloop): ")
+    assert "0.93 x; Starlette's middleware 0.70 x" in verdict.detail
+    assert "no policy 0.96 x; the bare app writing them itself 0.97 x" in verdict.detail
+    table = report.http_table(results)
+    assert "| corsengine | 138 | 0.93 | 33.0 µs |" in table
+    assert "| starlette | 105 | 0.70 | n/a |" in table
 
 
 def test_the_command_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
