@@ -6,9 +6,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import pytest
 
-from corsengine import ConfigurationError, CorsEngineWarning, Policy
+from corsengine import ConfigurationError, CorsEngineWarning, Decision, Policy
 from corsengine._policy import ALL_METHODS, PREFLIGHT_VARY
 from corsengine.testing import assert_allowed, assert_refused
 
@@ -108,6 +109,13 @@ def test_decision_table(case: Case) -> None:
     )
     assert decision.allowed is case.allowed, decision.reason
     assert bool(decision) is case.allowed
+
+    async def asynchronously() -> Decision:
+        return await policy.aevaluate(
+            case.origin, case.method, case.headers, preflight=case.preflight, private_network=case.pna
+        )
+
+    assert anyio.run(asynchronously) == decision  # aevaluate() answers what evaluate() answers
     assert case.reason in decision.reason
     for name, value in case.expect.items():
         assert decision.headers.get(name) == value, name

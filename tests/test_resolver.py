@@ -18,6 +18,7 @@ import anyio.lowlevel
 import pytest
 
 from corsengine import Change, ConfigurationError, Policy, ProviderError
+from corsengine._resolver import MEMO_SIZE
 from corsengine.providers import CallableProvider, PredicateProvider, Rules, StaticProvider, UnionProvider
 from corsengine.testing import FakeClock
 
@@ -266,6 +267,16 @@ def test_a_folded_answer_lives_no_longer_than_the_shortest_answer_it_was_made_fr
     assert policy.evaluate(A).rule == repr(second)
     clock.advance(1)  # the first predicate's "no" expired: the folded answer with it
     assert policy.evaluate(A).rule == repr(first)
+
+
+def test_folding_into_a_full_memo_keeps_it_bounded(clock: FakeClock) -> None:
+    policy = Policy(PredicateProvider(lambda origin, scope: origin == A), clock=clock)
+    assert allowed(policy, A)  # asked: the memo says the rules know nothing of A
+    memo = policy._resolver.state.memo
+    memo.update((f"https://{index}.example", None) for index in range(MEMO_SIZE - len(memo)))
+    assert allowed(policy, A)  # folding A's answer finds the memo full: cleared first
+    ((predicate, _, _),) = policy._resolver.state.predicates
+    assert memo == {A: (repr(predicate), clock() + predicate.cache_ttl)}
 
 
 def test_a_refresh_forgets_folded_predicate_answers(clock: FakeClock) -> None:
