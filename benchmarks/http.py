@@ -93,7 +93,16 @@ def _pinned(cores: set[int] | None) -> list[str]:
 
 
 def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process, from /proc (None elsewhere)."""
+    """CPU time of a process (all its threads) in seconds, from /proc; None elsewhere.
+
+    schedstat counts nanoseconds; stat's utime + stime count 10 ms ticks, too coarse for the
+    fraction of a second each server runs in a round, and is only the fallback.
+    """
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        return sum(int((task / "schedstat").read_text().split()[0]) for task in tasks) / 1e9
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:

@@ -1,8 +1,9 @@
 """Instructions per request behind uvicorn, counted by valgrind: a cost that load cannot move.
 
-    python -m benchmarks.instructions [target ...]
+    python -m benchmarks.instructions [--h11] [target ...]
 
-Each target (see ``benchmarks.http.TARGETS``) is served by uvicorn (httptools, uvloop) under
+Each target (see ``benchmarks.http.TARGETS``) is served by uvicorn (httptools and uvloop, or
+h11 and asyncio with ``--h11``) under
 ``valgrind --tool=callgrind``, and one keep-alive client sends a fixed number of allowed
 cross-origin GETs, twice: with ``FEW`` requests and with ``MANY``. The difference between the two
 totals, divided by ``MANY - FEW``, is the instructions per request, start-up excluded. The count
@@ -25,7 +26,7 @@ import time
 from pathlib import Path
 
 from benchmarks.apps import HTTP_ORIGINS, make_origins
-from benchmarks.http import ROOT, TARGETS, _free_port
+from benchmarks.http import ROOT, SERVERS, TARGETS, _free_port
 
 FEW, MANY = 1000, 3000
 _SUMMARY = re.compile(r"^summary:\s+([0-9]+)", re.MULTILINE)
@@ -54,7 +55,7 @@ def _send(port: int, count: int, timeout_s: float = 120.0) -> None:
         connection.close()
 
 
-def count(factory: str, requests: int) -> int:
+def count(factory: str, requests: int, server_options: list[str]) -> int:
     """Instructions the server executed, from start to exit, serving ``requests`` requests."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
@@ -62,7 +63,7 @@ def count(factory: str, requests: int) -> int:
         command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable]
         command += ["-m", "uvicorn", factory, "--factory", "--host", "127.0.0.1", "--port", str(port)]
         command += ["--no-access-log", "--log-level", "warning", "--lifespan", "off"]
-        command += ["--http", "httptools", "--loop", "uvloop"]
+        command += server_options
         server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             _send(port, requests)
@@ -83,13 +84,22 @@ def main(argv: list[str]) -> int:
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
         return 1
-    names = argv or ["bare", "minimal middleware", "corsengine", "starlette"]
+    stack = "h11, asyncio" if "--h11" in argv else "httptools, uvloop"
+    _, server_options = SERVERS[stack]
+    names = [arg for arg in argv if arg != "--h11"] or [
+        "bare",
+        "minimal middleware",
+        "corsengine",
+        "starlette",
+    ]
     per_request = {}
     for name in names:
-        few, many = count(TARGETS[name], FEW), count(TARGETS[name], MANY)
+        few = count(TARGETS[name], FEW, server_options)
+        many = count(TARGETS[name], MANY, server_options)
         per_request[name] = (many - few) / (MANY - FEW)
         print(f"{name}: {per_request[name]:,.0f} instructions per request", file=sys.stderr)
     base = per_request.get("bare")
+    print(f"uvicorn ({stack})")
     print("| app | instructions per request | over the bare app |")
     print("|---|--:|--:|")
     for name, value in per_request.items():

@@ -5,6 +5,8 @@ Structure only: timings on a shared CI machine mean nothing, and benchmarks neve
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -109,3 +111,14 @@ def test_the_command_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert bench_main.main(["--quick", "--no-http", "--plot", str(plot)]) == 0
     assert "### Targets" in capsys.readouterr().out
     assert plot.exists()
+
+
+def test_cpu_time_of_a_process_is_read_precisely() -> None:
+    before = http._cpu_seconds(os.getpid())  # Linux: the suite runs where /proc exists
+    assert before is not None
+    deadline = time.process_time() + 0.02
+    while time.process_time() < deadline:  # 20 ms of work: two ticks, millions of nanoseconds
+        pass
+    after = http._cpu_seconds(os.getpid())
+    assert after is not None
+    assert 0.015 < after - before < 1.0
