@@ -339,7 +339,7 @@ class Policy:
             return verdict
         if type(verdict) is tuple:
             # The predicates' answer, folded into the memo with the moment it expires: a
-            # warm predicate costs one dict read and a clock read, like a static list.
+            # warm predicate costs one dict read and a clock read, like a callable's TTL.
             if verdict[1] > self.clock():
                 return verdict[0]  # type: ignore[no-any-return]
             return self._predicates_now(state, origin)
