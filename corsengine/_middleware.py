@@ -16,13 +16,10 @@ from .types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("corsengine")
 
-_ORIGIN, _REQUEST_METHOD, _REQUEST_HEADERS, _REQUEST_PNA = range(4)
-_WANTED = {
-    b"origin": _ORIGIN,
-    b"access-control-request-method": _REQUEST_METHOD,
-    b"access-control-request-headers": _REQUEST_HEADERS,
-    b"access-control-request-private-network": _REQUEST_PNA,
-}
+_ORIGIN = b"origin"
+_REQUEST_METHOD = b"access-control-request-method"
+_REQUEST_HEADERS = b"access-control-request-headers"
+_WANTED = frozenset((_ORIGIN, _REQUEST_METHOD, _REQUEST_HEADERS, b"access-control-request-private-network"))
 _ACAO = b"access-control-allow-origin"
 _VARY = b"vary"
 _ORIGIN_TOKEN = b"Origin"
@@ -151,15 +148,14 @@ class CORSMiddleware:
         request_headers: bytes | None = None
         private_network = False
         for name, value in scope["headers"]:
-            if name not in _WANTED:  # most headers: one set-like lookup, nothing else
+            if name not in _WANTED:  # most headers: one set lookup, nothing else
                 continue
-            wanted = _WANTED[name]
-            if wanted == _ORIGIN:
+            if name == _ORIGIN:
                 # Two Origin headers are never sent by a browser: refuse, never pick one.
                 origin = value if origin is None else _DUPLICATE
-            elif wanted == _REQUEST_METHOD:
+            elif name == _REQUEST_METHOD:
                 request_method = value
-            elif wanted == _REQUEST_HEADERS:
+            elif name == _REQUEST_HEADERS:
                 request_headers = value if request_headers is None else request_headers + b"," + value
             else:
                 private_network = True
