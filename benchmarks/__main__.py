@@ -48,7 +48,7 @@ def render(asgi_results: asgi.AsgiResults, http_results: list[http.HttpResults])
         parts += [
             f"### Throughput behind {results.server}, loopback "
             f"(every app loaded at once on one core, one wrk each with {settings.connections} connections, "
-            f"{settings.duration_s} s x {settings.rounds} rounds)",
+            f"{settings.duration_s} s x {settings.rounds} rounds x {settings.sessions} sets of servers)",
             "",
             report.http_table(results),
             "",
@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     http_results: list[http.HttpResults] = []
     if not args.no_http:
         print("uvicorn + wrk benchmark...", file=sys.stderr)
-        http_results = http.run(http.Settings(rounds=1, duration_s=1) if args.quick else http.Settings())
+        http_results = http.run(
+            http.Settings(rounds=1, sessions=1, duration_s=1) if args.quick else http.Settings()
+        )
 
     text = render(asgi_results, http_results)
     print(text)

@@ -7,7 +7,8 @@ moved between 25,000 and 40,000 req/s from one second to the next, so a 0.9 x li
 missed by the order of the runs. Loaded together on one core, the targets share every instant;
 the scheduler gives each an equal share of that core (the CPU time read from /proc shows it),
 so each one's req/s is inversely proportional to its CPU cost per request, and the ratios hold
-to a few percent from run to run.
+to a few percent from run to run. The rounds are split between two sets of freshly started
+servers and pooled, so that no single server process's memory layout decides a ratio.
 
 With two cores or more, the servers run on one core and the wrk processes on the others, so that
 the load generator never takes CPU from the servers it measures. Every process is stopped by the
@@ -49,7 +50,10 @@ SERVERS = {
 
 @dataclass
 class Settings:
-    rounds: int = 8
+    # ``rounds`` with each of ``sessions`` sets of freshly started servers, pooled: like the
+    # in-process benchmark, a server process can draw a layout that is a few percent off.
+    rounds: int = 4
+    sessions: int = 2
     duration_s: int = 2
     connections: int = 25  # per target
 
@@ -215,6 +219,12 @@ def run_server(name: str, options: list[str], settings: Settings) -> HttpResults
     results = HttpResults(settings, _server_description(name))
     results.samples = {target: [] for target in TARGETS}
     results.cpu_us = {target: [] for target in TARGETS}
+    for _ in range(settings.sessions):
+        _run_session(options, settings, results)
+    return results
+
+
+def _run_session(options: list[str], settings: Settings, results: HttpResults) -> None:
     server_cores, wrk_cores = _cores() or (None, None)
     with contextlib.ExitStack() as servers:
         started = {
@@ -231,7 +241,6 @@ def run_server(name: str, options: list[str], settings: Settings) -> HttpResults
                 if cpu_before is not None and cpu_after is not None:
                     requests = parse_requests(outputs[target])
                     results.cpu_us[target].append((cpu_after - cpu_before) / requests * 1e6)
-    return results
 
 
 def run(settings: Settings | None = None) -> list[HttpResults]:
