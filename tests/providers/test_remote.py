@@ -24,6 +24,11 @@ URL = "https://config.example/cors.json"
 GOOD = ["https://app.example.com", "https://*.partner.example"]
 
 
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient() as client:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,7 @@ from corsengine import CORSMiddleware, Policy
 from corsengine.providers import RemoteJSONProvider
 from corsengine.testing import FakeClock
 
-from ..asgi import call, plain_app
+from ..asgi import call, lifespan, plain_app
 from .servers import Behaviour, DocumentServer, eventually, free_port
 
 GOOD = "https://good.example"
@@ -175,9 +176,34 @@ async def _check_refresh(
 # --- with respx -------------------------------------------------------------------------------
 
 
+# How the app is served: asyncio without lifespan (refreshes run as asyncio tasks), and with
+# a lifespan on asyncio and on trio, as uvicorn and hypercorn run it (refreshes run in the
+# lifespan's task group). Trio without a lifespan refreshes inline, by design (docs/dynamic.md).
+SERVING = {"asyncio": False, "asyncio+lifespan": True, "trio+lifespan": True}
+
+
+@pytest.fixture(params=list(SERVING))
+def serving(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def anyio_backend(serving: str) -> str:
+    return serving.split("+")[0]
+
+
+@asynccontextmanager
+async def served(harness: Harness, serving: str) -> AsyncIterator[None]:
+    if SERVING[serving]:
+        async with lifespan(harness.app):
+            yield
+    else:
+        yield
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("fault", FAULTS, ids=lambda fault: fault.name)
-async def test_faults_with_respx(fault: Fault) -> None:
+async def test_faults_with_respx(fault: Fault, serving: str) -> None:
     with respx.mock(assert_all_called=False) as mock:
         route = mock.get(URL)
 
@@ -196,8 +222,9 @@ async def test_faults_with_respx(fault: Fault) -> None:
 
         async with httpx.AsyncClient() as client:
             harness = Harness(_provider(URL, client=client))
-            await _check_fault(harness, apply, fault)
-            await _check_refresh(harness, serve_good, apply, fault)
+            async with served(harness, serving):
+                await _check_fault(harness, apply, fault)
+                await _check_refresh(harness, serve_good, apply, fault)
             await harness.policy.aclose()
 
 
@@ -212,7 +239,7 @@ def server() -> Any:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("fault", FAULTS, ids=lambda fault: fault.name)
-async def test_faults_with_a_real_server(server: DocumentServer, fault: Fault) -> None:
+async def test_faults_with_a_real_server(server: DocumentServer, fault: Fault, serving: str) -> None:
     behaviour = server.behaviour
     refused_url = f"http://127.0.0.1:{free_port()}/origins.json"
 
@@ -226,21 +253,24 @@ async def test_faults_with_a_real_server(server: DocumentServer, fault: Fault) -
         _not_modified(behaviour)
 
     harness = Harness(_provider(server.url))
-    if fault.name == "not-modified-304":
-        # A first request carries no validators, so the real server answers 200.
-        apply()
-        harness.good_documents.add(GOOD)
-        assert await harness.request(GOOD, FIRST_LOAD_BOUND)
-    else:
-        await _check_fault(harness, apply, fault)
-    await _check_refresh(harness, serve_good, apply, fault)
+    async with served(harness, serving):
+        if fault.name == "not-modified-304":
+            # A first request carries no validators, so the real server answers 200.
+            apply()
+            harness.good_documents.add(GOOD)
+            assert await harness.request(GOOD, FIRST_LOAD_BOUND)
+        else:
+            await _check_fault(harness, apply, fault)
+        await _check_refresh(harness, serve_good, apply, fault)
     if fault.name == "not-modified-304":
         assert behaviour.requests[-1].get("If-None-Match") == '"v1"'
     await harness.policy.aclose()
 
 
 @pytest.mark.anyio
-async def test_flapping_availability_never_lets_a_bad_document_through(server: DocumentServer) -> None:
+async def test_flapping_availability_never_lets_a_bad_document_through(
+    server: DocumentServer, serving: str
+) -> None:
     behaviour = server.behaviour
     harness = Harness(_provider(server.url))
     states: list[tuple[str, Callable[[Behaviour], None]]] = [
@@ -254,21 +284,24 @@ async def test_flapping_availability_never_lets_a_bad_document_through(server: D
     ]
     harness.good_documents |= {GOOD, "https://second.example", "https://third.example"}
     last_good: set[str] = set()
-    for round_ in range(3):
-        for name, apply in states:
-            apply(behaviour)
-            harness.clock.advance(TTL + 1)
-            bound = FIRST_LOAD_BOUND if round_ == 0 and name == "good" and not last_good else REFRESH_BOUND
-            await harness.request(GOOD, bound)
-            await harness.settle()
-            if name == "good":
-                last_good = set(json.loads(behaviour.body)) if behaviour.body.startswith(b"[") else {GOOD}
-            for origin in (GOOD, "https://second.example", "https://third.example", EVIL):
-                assert await harness.request(origin, REFRESH_BOUND) == (origin in last_good), (
-                    round_,
-                    name,
-                    origin,
+    async with served(harness, serving):
+        for round_ in range(3):
+            for name, apply in states:
+                apply(behaviour)
+                harness.clock.advance(TTL + 1)
+                bound = (
+                    FIRST_LOAD_BOUND if round_ == 0 and name == "good" and not last_good else REFRESH_BOUND
                 )
+                await harness.request(GOOD, bound)
+                await harness.settle()
+                if name == "good":
+                    last_good = set(json.loads(behaviour.body)) if behaviour.body.startswith(b"[") else {GOOD}
+                for origin in (GOOD, "https://second.example", "https://third.example", EVIL):
+                    assert await harness.request(origin, REFRESH_BOUND) == (origin in last_good), (
+                        round_,
+                        name,
+                        origin,
+                    )
     await harness.policy.aclose()
 
 
