@@ -16,22 +16,21 @@ from ._base import DEFAULT_TTL, BaseProvider, PredicateBase, UnionProvider
 from .dynamic import CallableProvider, PredicateProvider
 from .static import RegexProvider, StaticProvider
 
-if TYPE_CHECKING:
-    from .file import FileProvider
-    from .redis import RedisProvider
-    from .remote import RemoteJSONProvider
+if TYPE_CHECKING:  # "as" re-exports them for type checkers, though __all__ leaves them out
+    from .file import FileProvider as FileProvider
+    from .redis import RedisProvider as RedisProvider
+    from .remote import RemoteJSONProvider as RemoteJSONProvider
 
+# What ``import *`` takes: the providers that need nothing optional. The lazy ones are not
+# listed, or a star import would load httpx and redis, and fail where they are missing.
 __all__ = [
     "DEFAULT_TTL",
     "BaseProvider",
     "CallableProvider",
-    "FileProvider",
     "PredicateBase",
     "PredicateProvider",
     "Provider",
-    "RedisProvider",
     "RegexProvider",
-    "RemoteJSONProvider",
     "Rules",
     "StaticProvider",
     "UnionProvider",
@@ -61,3 +60,7 @@ def __getattr__(name: str) -> Any:
             raise
         raise ImportError(f"{name} needs {missing}: pip install 'corsengine[{extra}]'") from error
     return getattr(loaded, name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

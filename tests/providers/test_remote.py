@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -367,3 +368,17 @@ async def test_a_first_fetch_that_times_out_falls_back_to_the_saved_copy(
     with caplog.at_level(logging.WARNING, "corsengine"):
         assert (await policy.aevaluate("https://app.example.com")).allowed
     assert "failed ('timed out'); serving the copy saved in" in caplog.text
+
+
+def test_a_star_import_loads_no_optional_dependency() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['httpx'] = sys.modules['redis'] = None  # as if the extras were not installed\n"
+        "from corsengine.providers import *\n"
+        "import corsengine.providers as providers\n"
+        "assert StaticProvider and PredicateProvider and CallableProvider and Rules\n"
+        "assert 'RemoteJSONProvider' not in globals()\n"
+        "assert {'FileProvider', 'RedisProvider', 'RemoteJSONProvider'} <= set(dir(providers))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
