@@ -250,7 +250,7 @@ def dynamic_targets(origins: list[str]) -> dict[str, Any]:
     allowed = frozenset(origins)
     targets: dict[str, Any] = {
         "callable": providers.CallableProvider(lambda: origins),
-        "predicate": providers.PredicateProvider(lambda origin, scope: origin in allowed),
+        "predicate": providers.PredicateProvider(lambda origin: origin in allowed),
     }
     remote = getattr(providers, "RemoteJSONProvider", None)
     if remote is not None:
@@ -311,8 +311,8 @@ async def _flood(policy: Policy, count: int) -> tuple[int, int]:
         origin = f"https://h{random.getrandbits(32):08x}{i:x}.{tld}"
         # The middleware's own two steps for an origin it has not seen, without the ASGI
         # plumbing around them: the rule memo, then the predicate and its decision cache.
-        if policy._rule_now(origin) is PENDING:
-            await policy._rule_async(origin, None)
+        if policy.lookup(origin) is PENDING:
+            await policy.resolve(origin)
         if not i % 1000:
             # A server's loop turns between requests; let it, as it would under load.
             await asyncio.sleep(0)
@@ -326,7 +326,7 @@ async def _flood(policy: Policy, count: int) -> tuple[int, int]:
 def run_flood(runner: Runner) -> FloodResult:
     count, cache_size = runner.settings.flood_origins, runner.settings.flood_cache_size
     predicate = providers.PredicateProvider(
-        lambda origin, scope: origin.endswith(".partner.example"), cache_size=cache_size
+        lambda origin: origin.endswith(".partner.example"), cache_size=cache_size
     )
     policy = Policy(allow_origins=predicate)
     gc.collect()
@@ -334,8 +334,10 @@ def run_flood(runner: Runner) -> FloodResult:
     early_peak, peak = runner.run(_flood(policy, count))
     seconds = time.perf_counter() - start
     state = policy._resolver.state
-    ((_, cache, _),) = state.predicates
-    return FloodResult(count, cache_size, len(cache), MEMO_SIZE, len(state.memo), early_peak, peak, seconds)
+    (asker,) = state.predicates
+    return FloodResult(
+        count, cache_size, len(asker.answers), MEMO_SIZE, len(state.memo), early_peak, peak, seconds
+    )
 
 
 def _cells_in_this_process(settings: Settings) -> list[Cell]:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Awaitable, Iterable
 from typing import Any
 
 import anyio
 
 from ._origin import MAX_ORIGIN_LENGTH, quote
-from ._policy import MAX_REQUEST_HEADERS_LENGTH, OriginsSpec, Policy, _Pending
-from .exceptions import CorsEngineWarning
+from ._policy import MAX_REQUEST_HEADERS_LENGTH, OriginsSpec, Pending, Policy
 from .types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("corsengine")
@@ -20,7 +18,6 @@ _ORIGIN = b"origin"
 _REQUEST_METHOD = b"access-control-request-method"
 _REQUEST_HEADERS = b"access-control-request-headers"
 _WANTED = frozenset((_ORIGIN, _REQUEST_METHOD, _REQUEST_HEADERS, b"access-control-request-private-network"))
-_ACAO = b"access-control-allow-origin"
 _VARY = b"vary"
 _ORIGIN_TOKEN = b"Origin"
 _VARY_ORIGIN = (_VARY, _ORIGIN_TOKEN)
@@ -28,23 +25,30 @@ _CONTENT_TYPE = (b"content-type", b"text/plain; charset=utf-8")
 _PREFLIGHT_MEMO_SIZE = 1024
 _MAYBE_OURS = frozenset((b"a", b"A", b"v", b"V"))
 _DUPLICATE = b"\x00duplicate"  # never a valid origin, so it is refused like any malformed one
+# What Access-Control-Request-Headers reads as once its lines add up past the limit: still
+# over the limit, so the policy refuses it, and nothing more of the request is joined.
+_OVERSIZED = b"\x00" * (MAX_REQUEST_HEADERS_LENGTH + 1)
 
 
 def _encode(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
 
 
-def _merge_vary(current: bytes | None) -> bytes:
+def _merge_vary(current: bytes | None, vary: tuple[bytes, bytes]) -> bytes:
+    ours = vary[1]
     if current is None:
-        return _ORIGIN_TOKEN
-    tokens = [token.strip().lower() for token in current.split(b",")]
-    if b"origin" in tokens or b"*" in tokens:
+        return ours
+    present = {token.strip().lower() for token in current.split(b",")}
+    if b"*" in present:
         return current
-    return current + b", " + _ORIGIN_TOKEN
+    missing = [token for token in ours.split(b", ") if token.lower() not in present]
+    return current + b", " + b", ".join(missing) if missing else current
 
 
 def _response_headers(
-    app_headers: Iterable[tuple[bytes, bytes]], cors: list[tuple[bytes, bytes]]
+    app_headers: Iterable[tuple[bytes, bytes]],
+    cors: list[tuple[bytes, bytes]],
+    vary: tuple[bytes, bytes] = _VARY_ORIGIN,
 ) -> list[Any]:
     """The app's headers with ours: CORS headers replaced, Vary merged into one line."""
     if type(app_headers) is not list:
@@ -55,22 +59,22 @@ def _response_headers(
         if header[0][:1] in _MAYBE_OURS:
             break
     else:
-        return [*app_headers, *cors, _VARY_ORIGIN]
+        return [*app_headers, *cors, vary]
     out: list[Any] = []
-    vary: bytes | None = None
+    app_vary: bytes | None = None
     for header in app_headers:
         if header[0][:1] not in _MAYBE_OURS:
             out.append(header)
             continue
         name = header[0].lower()
         if name == _VARY:
-            vary = header[1] if vary is None else vary + b", " + header[1]
+            app_vary = header[1] if app_vary is None else app_vary + b", " + header[1]
         # The middleware is authoritative: what the app set itself would be a second,
         # possibly contradicting value (Fetch fails on two Allow-Origin values).
         elif not name.startswith(b"access-control-allow-") and name != b"access-control-expose-headers":
             out.append(header)
     out.extend(cors)
-    out.append((_VARY, _merge_vary(vary)))
+    out.append((_VARY, _merge_vary(app_vary, vary)))
     return out
 
 
@@ -79,7 +83,11 @@ class CORSMiddleware:
 
     Same keyword arguments and defaults as Starlette's; ``allow_origins`` may also be a
     zero-argument function (sync or async), a provider, or a list mixing exact origins and
-    wildcard patterns. Or pass a ready :class:`Policy` as ``policy=`` (and nothing else).
+    wildcard patterns; ``preflight_status`` (200 or 204) is accepted too. Or pass a ready
+    :class:`Policy` as ``policy=`` (and nothing else).
+
+    Where Starlette and Fetch differ, the keyword form keeps Starlette's meaning (see
+    ``Policy(starlette_compatible=True)``).
     """
 
     def __init__(
@@ -94,21 +102,10 @@ class CORSMiddleware:
         expose_headers: Iterable[str] = (),
         max_age: int = 600,
         *,
+        preflight_status: int = 200,
         policy: Policy | None = None,
     ) -> None:
         if policy is None:
-            wildcard_with_credentials = bool(
-                allow_credentials
-                and isinstance(allow_origins, list | tuple | set | frozenset)
-                and "*" in allow_origins
-            )
-            if wildcard_with_credentials:
-                warnings.warn(
-                    "allow_origins=['*'] with allow_credentials=True reflects every origin with "
-                    "credentials (kept for Starlette compatibility); list the trusted origins instead",
-                    CorsEngineWarning,
-                    stacklevel=2,
-                )
             policy = Policy(
                 allow_origins,
                 allow_methods,
@@ -118,7 +115,8 @@ class CORSMiddleware:
                 allow_private_network,
                 expose_headers,
                 max_age,
-                unsafe_allow_any_origin_with_credentials=wildcard_with_credentials,
+                preflight_status=preflight_status,
+                starlette_compatible=True,
             )
         elif (allow_origins, allow_methods, allow_headers, allow_credentials, allow_origin_regex) != (
             (),
@@ -126,12 +124,10 @@ class CORSMiddleware:
             (),
             False,
             None,
-        ) or (allow_private_network, expose_headers, max_age) != (False, (), 600):
+        ) or (allow_private_network, expose_headers, max_age, preflight_status) != (False, (), 600, 200):
             raise TypeError("pass either policy= or the CORS keyword arguments, not both")
         self.app = app
         self.policy = policy
-        # Prepared once: the headers every allowed actual response carries after the origin.
-        self._allowed_tail = _encode(policy._actual_tail.items())
         self._preflights: dict[tuple[object, ...], tuple[int, tuple[tuple[bytes, bytes], ...], bytes]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -156,42 +152,44 @@ class CORSMiddleware:
             elif name == _REQUEST_METHOD:
                 request_method = value
             elif name == _REQUEST_HEADERS:
-                request_headers = value if request_headers is None else request_headers + b"," + value
+                # Many lines are joined only up to the limit: past it, nothing more is read
+                # (joining 100,000 lines one by one would be quadratic).
+                if request_headers is None:
+                    request_headers = value if len(value) <= MAX_REQUEST_HEADERS_LENGTH else _OVERSIZED
+                elif request_headers is not _OVERSIZED:
+                    if len(request_headers) + len(value) < MAX_REQUEST_HEADERS_LENGTH:
+                        request_headers = request_headers + b"," + value
+                    else:
+                        request_headers = _OVERSIZED
             else:
                 private_network = True
 
+        vary = _VARY_ORIGIN
         if origin is None:
             cors: list[tuple[bytes, bytes]] = []
         else:
             text = origin.decode("latin-1")
             policy = self.policy
-            rule = policy._rule_now(text)
-            if isinstance(rule, _Pending):
-                rule = await policy._rule_async(text, scope)
+            rule = policy.lookup(text, scope)
+            if isinstance(rule, Pending):
+                rule = await policy.resolve(text, scope)
             if request_method is not None and scope["method"] == "OPTIONS":
                 await self._answer_preflight(
                     text, rule, request_method, request_headers, private_network, send
                 )
                 return
-            if rule is None:
-                value = None
-            elif rule == "*" or rule == "null":  # the two rules whose answer depends on credentials
-                value = policy._allow_origin_value(rule, text)
-            else:
-                value = text  # an exact origin, a pattern, a regex or a predicate: echo it
-            if value is None:
-                cors = []
-                if logger.isEnabledFor(logging.DEBUG):
-                    logger.debug("corsengine: refused origin %s", quote(text))
-            else:
-                # The origin is echoed byte for byte: reuse the request's own bytes.
-                echoed = origin if value is text else value.encode("latin-1")
-                cors = [(_ACAO, echoed), *self._allowed_tail]
+            allowed = policy.actual_headers(origin, rule)
+            cors = [] if allowed is None else allowed
+            if allowed is None and logger.isEnabledFor(logging.DEBUG):
+                logger.debug("corsengine: refused origin %s", quote(text))
+            extra = policy.vary
+            if extra:
+                vary = (_VARY, b", ".join([_ORIGIN_TOKEN, *(name.encode("latin-1") for name in extra)]))
 
         # A plain function returning send's awaitable: one coroutine per message, not two.
         def send_with_cors(message: Message) -> Awaitable[None]:
             if message["type"] == "http.response.start":
-                message["headers"] = _response_headers(message.get("headers", ()), cors)
+                message["headers"] = _response_headers(message.get("headers", ()), cors, vary)
             return send(message)
 
         await self.app(scope, receive, send_with_cors)
@@ -208,10 +206,11 @@ class CORSMiddleware:
         # Fetch: the app never sees a preflight; the answer is ours alone. The answer is a
         # pure function of these inputs (the rule already reflects the current allowlist),
         # so encoded answers are memoized, bounded.
-        key = (origin, rule, request_method, request_headers, private_network)
+        policy = self.policy
+        key = (origin, rule, request_method, request_headers, private_network, policy.vary)
         answer = self._preflights.get(key)
         if answer is None:
-            decision = self.policy._decide(
+            decision = policy.decide(
                 origin,
                 rule,
                 request_method.decode("latin-1"),
@@ -221,8 +220,9 @@ class CORSMiddleware:
             )
             body = (decision.body or "").encode("utf-8")
             headers = _encode(decision.headers.items())
-            headers.append((b"content-length", str(len(body)).encode("latin-1")))
-            headers.append(_CONTENT_TYPE)
+            if decision.status != 204:  # RFC 9110 8.6: no Content-Length on a 204
+                headers.append((b"content-length", str(len(body)).encode("latin-1")))
+                headers.append(_CONTENT_TYPE)
             answer = (decision.status or 400, tuple(headers), body)
             # Oversized values are refused at once; keeping them would let a flood pin
             # _PREFLIGHT_MEMO_SIZE times a server's header limit in memory.
@@ -237,11 +237,11 @@ class CORSMiddleware:
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Background refreshes and watchers live as long as the app, in its lifespan.
-        resolver = self.policy._resolver
+        policy = self.policy
         async with anyio.create_task_group() as task_group:
-            resolver.attach(task_group)
+            policy.attach(task_group)
             try:
                 await self.app(scope, receive, send)
             finally:
-                resolver.attach(None)
+                policy.attach(None)
                 task_group.cancel_scope.cancel()

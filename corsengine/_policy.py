@@ -1,27 +1,36 @@
-"""Policy and Decision: the CORS rules, compiled once, evaluated from plain strings."""
+"""Policy and Decision: the CORS rules, compiled once, evaluated from plain strings.
+
+The policy's request API (``lookup``, ``resolve``, ``actual_headers``, ``decide``) is what
+every adapter calls: ``evaluate()``, the ASGI middleware, the CLI and the pytest plugin take
+the same path to a decision.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import re
 import time
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeVar
 
 import anyio
+from anyio.abc import TaskGroup
 
+from ._callables import accepts, name_of
 from ._origin import MAX_ORIGIN_LENGTH, describe_invalid_origin, parse_origin, quote
 from ._patterns import Rules, compile_regex
 from ._resolver import DEFAULT_LOAD_TIMEOUT, DEFAULT_MAX_STALE, MEMO_SIZE, Change, Resolver, State
 from .exceptions import ConfigurationError, Problem
 from .providers._base import UnionProvider
-from .providers.dynamic import CallableProvider
+from .providers.dynamic import CallableProvider, check_number
 from .providers.static import StaticProvider, compile_or_raise, string_not_list
 from .types import Clock, Provider, Scope
 
 T = TypeVar("T")
+logger = logging.getLogger("corsengine")
 
 # Starlette's list, so that allow_methods=["*"] means the same in the drop-in.
 ALL_METHODS: Final = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY")
@@ -35,19 +44,30 @@ PREFLIGHT_VARY: Final = (
 MAX_REQUEST_HEADERS_LENGTH: Final = 1024
 MAX_MAX_AGE: Final = 86400
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Origins no allowlist has reason to allow together: a regex that fully matches two of them
+# allows (nearly) every origin, which with credentials is E012's misconfiguration.
+_PROBE_ORIGINS: Final = (
+    "https://corsengine-probe.invalid",
+    "http://attacker.example.net",
+    "https://xn--80ak6aa92e.xn--p1ai",
+    "http://198.51.100.7:8080",
+)
 
 Kind = Literal["preflight", "actual", "not-cors"]
 OriginsSpec = Iterable[str] | Callable[[], Any] | Provider
 
 
-class _Pending:
-    """Marker: the answer needs I/O (a first load, an uncached predicate)."""
+class Pending:
+    """What ``Policy.lookup()`` returns when the answer needs I/O (a load, a predicate call)."""
+
+    __repr__ = object.__repr__
 
 
-PENDING: Final = _Pending()
+PENDING: Final = Pending()
 MALFORMED: Final = object()  # the Origin is not a canonical serialized origin
 _MISSING: Final = object()
 _NEVER: Final = math.inf
+_ACAO: Final = b"access-control-allow-origin"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,25 +92,44 @@ class Decision:
         return self.allowed
 
 
-def _problem_if_string(name: str, value: object, problems: list[Problem]) -> bool:
+def _names(name: str, value: object, code: str, problems: list[Problem]) -> list[str]:
+    """The HTTP tokens of a list option (methods, header names), every bad entry reported."""
     if isinstance(value, str):
         problems.append(string_not_list(name, value))
-        return True
-    return False
-
-
-def _tokens(name: str, values: Iterable[str], code: str, problems: list[Problem]) -> list[str]:
+        return []
+    if isinstance(value, bytes) or not isinstance(value, Iterable):
+        problems.append(
+            Problem(
+                "corsengine.E016",
+                f"{name} is a {type(value).__name__}, not a list",
+                f"pass a list of names, e.g. {name}=['X-Token']",
+            )
+        )
+        return []
     out = []
-    for value in values:
-        if not isinstance(value, str) or not _TOKEN.fullmatch(value):
+    for item in value:
+        if not isinstance(item, str) or not _TOKEN.fullmatch(item):
             problems.append(
                 Problem(
-                    code, f"{name} entry {value!r} is not a valid HTTP token", "check for spaces or commas"
+                    code, f"{name} entry {item!r} is not a valid HTTP token", "check for spaces or commas"
                 )
             )
         else:
-            out.append(value)
+            out.append(item)
     return out
+
+
+def _flag(name: str, value: object, problems: list[Problem]) -> bool:
+    if not isinstance(value, bool):
+        problems.append(
+            Problem(
+                "corsengine.E019",
+                f"{name}={value!r} is not True or False",
+                f"a string such as 'false' is truthy; write {name}=True or {name}=False",
+            )
+        )
+        return False
+    return value
 
 
 def _run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -109,6 +148,13 @@ def _run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
     )
 
 
+def allows_any_origin(rules: Rules) -> bool:
+    """True when ``rules`` allow every origin: ``*``, or a regex matching unrelated probes."""
+    if rules.allow_all:
+        return True
+    return any(sum(1 for probe in _PROBE_ORIGINS if regex.fullmatch(probe)) >= 2 for regex in rules.regexes)
+
+
 class Policy:
     """A CORS policy: the allowlist (any provider) plus methods, headers and credentials.
 
@@ -118,6 +164,11 @@ class Policy:
 
         policy = Policy(allow_origins=["https://app.example.com"])
         assert policy.evaluate("https://app.example.com").allowed
+
+    ``starlette_compatible=True`` is what the drop-in ``CORSMiddleware`` sets: ``*`` in
+    ``allow_headers`` then also covers ``Authorization`` (Starlette's meaning; Fetch's ``*``
+    never does), and a static allowlist that lets any origin in with credentials (``["*"]``,
+    a catch-all regex) mirrors the origin and is reported in the log instead of refused.
     """
 
     def __init__(
@@ -133,30 +184,38 @@ class Policy:
         *,
         preflight_status: int = 200,
         unsafe_allow_any_origin_with_credentials: bool = False,
+        starlette_compatible: bool = False,
         timeout: float = DEFAULT_LOAD_TIMEOUT,
         max_stale: float = DEFAULT_MAX_STALE,
         clock: Clock | None = None,
     ) -> None:
         problems: list[Problem] = []
-        self.allow_credentials = bool(allow_credentials)
-        self.unsafe_allow_any_origin_with_credentials = unsafe_allow_any_origin_with_credentials
+        self.allow_credentials = _flag("allow_credentials", allow_credentials, problems)
+        self.allow_private_network = _flag("allow_private_network", allow_private_network, problems)
+        self.starlette_compatible = _flag("starlette_compatible", starlette_compatible, problems)
+        self.unsafe_allow_any_origin_with_credentials = _flag(
+            "unsafe_allow_any_origin_with_credentials", unsafe_allow_any_origin_with_credentials, problems
+        )
         origins = self._origins_provider(allow_origins, problems)
         regex_rules = Rules()
         if allow_origin_regex is not None:
             regex = compile_regex(allow_origin_regex, problems)
             regex_rules = Rules(regexes=(regex,)) if regex is not None else regex_rules
 
-        methods: list[str] = []
-        if not _problem_if_string("allow_methods", allow_methods, problems):
-            methods = _tokens("allow_methods", allow_methods, "corsengine.E014", problems)
+        methods = _names("allow_methods", allow_methods, "corsengine.E014", problems)
         if "*" in methods:
             methods = list(ALL_METHODS)
-        headers: list[str] = []
-        if not _problem_if_string("allow_headers", allow_headers, problems):
-            headers = _tokens("allow_headers", allow_headers, "corsengine.E015", problems)
-        expose: list[str] = []
-        if not _problem_if_string("expose_headers", expose_headers, problems):
-            expose = _tokens("expose_headers", expose_headers, "corsengine.E015", problems)
+        headers = _names("allow_headers", allow_headers, "corsengine.E015", problems)
+        expose = _names("expose_headers", expose_headers, "corsengine.E015", problems)
+        if "*" in expose and self.allow_credentials:
+            problems.append(
+                Problem(
+                    "corsengine.E022",
+                    "expose_headers=['*'] with allow_credentials=True exposes no header at all",
+                    "Fetch reads '*' as a header literally named '*' on credentialed responses; "
+                    "list the headers to expose, e.g. expose_headers=['X-Total']",
+                )
+            )
 
         if isinstance(max_age, bool) or not isinstance(max_age, int) or not 0 <= max_age <= MAX_MAX_AGE:
             problems.append(
@@ -174,20 +233,32 @@ class Policy:
                     "Fetch fails a preflight whose status is not ok (200-299); use 200 or 204",
                 )
             )
-        if isinstance(origins, StaticProvider):
-            self._check_credentials(origins.rules, problems)
+        check_number("timeout", timeout, problems)
+        check_number("max_stale", max_stale, problems)
+        static = origins.rules if isinstance(origins, StaticProvider) else Rules()
+        self._check_credentials(static | regex_rules, problems)
         if problems:
             raise ConfigurationError(problems)
+
+        if self.allow_credentials and self.starlette_compatible and allows_any_origin(static | regex_rules):
+            # Starlette mirrors the origin here; kept so that migrating works, but said loudly.
+            self.unsafe_allow_any_origin_with_credentials = True
+            logger.warning(
+                "corsengine: this CORS configuration lets every origin read credentialed responses "
+                "(allow_origins=['*'] or a catch-all allow_origin_regex with allow_credentials=True; "
+                "kept for Starlette compatibility): list the trusted origins instead"
+            )
 
         self.allow_methods: tuple[str, ...] = tuple(methods)
         self._methods = frozenset(methods)
         self.allow_all_headers = "*" in headers
-        # Fetch: a "*" in Access-Control-Allow-Headers never covers Authorization.
+        # Fetch: a "*" in Access-Control-Allow-Headers never covers Authorization; Starlette's
+        # "*" mirrors whatever is asked, Authorization included.
+        self._star_covers_authorization = self.starlette_compatible
         explicit = [name for name in headers if name != "*"]
         self.allow_headers: tuple[str, ...] = tuple(sorted(set(SAFELISTED_HEADERS) | set(explicit)))
         self._headers = frozenset(name.lower() for name in self.allow_headers)
         self.expose_headers = tuple(expose)
-        self.allow_private_network = bool(allow_private_network)
         self.max_age = max_age
         self.preflight_status = preflight_status
         self.clock: Clock = clock or time.monotonic
@@ -199,6 +270,9 @@ class Policy:
         if self.expose_headers:
             actual["Access-Control-Expose-Headers"] = ", ".join(self.expose_headers)
         self._actual_tail: Mapping[str, str] = actual
+        self._encoded_tail = tuple(
+            (name.lower().encode(), value.encode("latin-1")) for name, value in actual.items()
+        )
         self._methods_value = ", ".join(self.allow_methods)
         self._headers_value = ", ".join(self.allow_headers)
 
@@ -215,13 +289,25 @@ class Policy:
         elif isinstance(value, Provider) and not isinstance(value, type):
             return value
         elif callable(value):
-            return CallableProvider(value)
+            if accepts(value, 0) is False:
+                problems.append(
+                    Problem(
+                        "corsengine.E020",
+                        f"allow_origins is the function {name_of(value)}, which cannot be called without "
+                        "arguments",
+                        "allow_origins takes a zero-argument function returning a list of origins; "
+                        "to decide per origin, pass PredicateProvider(fn)",
+                    )
+                )
+                return StaticProvider()
+            try:
+                return CallableProvider(value)
+            except ConfigurationError as error:
+                problems.extend(error.problems)
         elif isinstance(value, Iterable):
             rules, found = compile_or_raise(value)
             problems.extend(found)
-            static = StaticProvider()
-            static.rules = rules
-            return static
+            return StaticProvider.from_rules(rules)
         else:
             problems.append(
                 Problem(
@@ -235,12 +321,16 @@ class Policy:
     def _check_credentials(self, rules: Rules, problems: list[Problem]) -> None:
         if not self.allow_credentials:
             return
-        if rules.allow_all and not self.unsafe_allow_any_origin_with_credentials:
+        if (
+            allows_any_origin(rules)
+            and not self.unsafe_allow_any_origin_with_credentials
+            and not self.starlette_compatible
+        ):
+            what = "allow_origins=['*']" if rules.allow_all else "a catch-all allow_origin_regex"
             problems.append(
                 Problem(
                     "corsengine.E012",
-                    "allow_origins=['*'] with allow_credentials=True lets every site read "
-                    "authenticated responses",
+                    f"{what} with allow_credentials=True lets every site read authenticated responses",
                     "list the trusted origins, or pass unsafe_allow_any_origin_with_credentials=True "
                     "if that is really meant",
                 )
@@ -259,9 +349,7 @@ class Policy:
         # allow_origin_regex is its own member, so swap() replaces only allow_origins.
         if not self._regex:
             return origins
-        regex = StaticProvider()
-        regex.rules = self._regex
-        return UnionProvider([origins, regex])
+        return UnionProvider([origins, StaticProvider.from_rules(self._regex)])
 
     # --- hot swap ---------------------------------------------------------------------
 
@@ -270,6 +358,8 @@ class Policy:
 
         Takes what ``allow_origins`` takes (a list, a function or a provider) and
         validates it first: a bad list raises ConfigurationError and nothing changes.
+        Works from any thread, from sync code and from async code; the replaced provider
+        is closed.
         """
         problems: list[Problem] = []
         origins = self._origins_provider(allow_origins, problems)
@@ -279,9 +369,14 @@ class Policy:
             raise ConfigurationError(problems)
         self._resolver.swap(self._combine(origins))
 
-    async def refresh(self) -> None:
-        """Reload every dynamic provider now and forget cached predicate answers."""
-        await self._resolver.refresh()
+    def refresh(self) -> Awaitable[None]:
+        """Reload every dynamic provider now and forget cached predicate answers.
+
+        Works from any thread and from sync code: the cached answers are revoked at once and
+        the next request waits for the reload. In async code, ``await policy.refresh()``
+        also waits for the reload here.
+        """
+        return self._resolver.refresh()
 
     def on_change(self, listener: Callable[[Change], object]) -> Callable[[], None]:
         """Call ``listener(change)`` with the added and removed rules after each change.
@@ -295,11 +390,20 @@ class Policy:
         """The allowlist in force now (the merged snapshot of every provider)."""
         return self._resolver.state.rules
 
+    @property
+    def vary(self) -> tuple[str, ...]:
+        """Request headers that predicates' answers depend on (added to ``Vary``)."""
+        return self._resolver.state.vary
+
+    def attach(self, task_group: TaskGroup | None) -> None:
+        """Run background reloads in ``task_group`` (the app's lifespan); None detaches."""
+        self._resolver.attach(task_group)
+
     async def aclose(self) -> None:
         """Stop background refreshes and close the providers."""
         await self._resolver.aclose()
 
-    # --- matching ---------------------------------------------------------------------
+    # --- the request API: lookup, resolve, actual_headers, decide --------------------
 
     @staticmethod
     def _rules_say(state: State, origin: str) -> object:
@@ -323,8 +427,11 @@ class Policy:
             memo[origin] = verdict
         return verdict
 
-    def _rule_now(self, origin: str) -> str | _Pending | None:
-        """The rule allowing ``origin`` from what is at hand, or PENDING if I/O is needed."""
+    def lookup(self, origin: str, scope: Scope | None = None) -> str | Pending | None:
+        """The rule allowing ``origin`` from what is at hand: its text, None, or PENDING.
+
+        PENDING means the answer needs I/O (a load, a predicate call): ``await resolve()``.
+        """
         state = self._resolver.state
         deadline = state.deadline
         if deadline < _NEVER and deadline <= self.clock():  # a static list never reads the clock
@@ -342,36 +449,52 @@ class Policy:
             # warm predicate costs one dict read and a clock read, like a callable's TTL.
             if verdict[1] > self.clock():
                 return verdict[0]  # type: ignore[no-any-return]
-            return self._predicates_now(state, origin)
+            return self._predicates_now(state, origin, scope)
         if verdict is _MISSING:
             verdict = self._rules_say(state, origin)
             if type(verdict) is str:
                 return verdict
         if verdict is None and state.predicates:
-            return self._predicates_now(state, origin)
+            return self._predicates_now(state, origin, scope)
         return None
 
     @staticmethod
-    def _predicates_now(state: State, origin: str) -> str | _Pending | None:
-        """The predicates' cached answers, folded into the memo; PENDING when one must be asked."""
+    def _predicates_now(state: State, origin: str, scope: Scope | None) -> str | Pending | None:
+        """The predicates' cached answers (folded into the memo when they depend on the origin
+        alone); PENDING when one must be asked."""
         answer: str | None = None
         expires = math.inf
-        for _, cache, name in state.predicates:
-            entry = cache.entry(origin)
+        for asker in state.predicates:
+            try:
+                key = asker.predicate.key(origin, scope)
+            except Exception:
+                return PENDING  # resolve() records the failure
+            failed = asker.failures.entry(origin if key is None else key)
+            if failed is not None:
+                expires = min(expires, failed[1])  # refused by this one for now
+                continue
+            if key is None:
+                return PENDING  # an answer that is never reused: ask
+            entry = asker.answers.entry(key)
             if entry is None:
                 return PENDING
             # The folded answer lives no longer than any cached answer it was made from.
             expires = min(expires, entry[1])
             if entry[0]:
-                answer = name
+                answer = asker.name
                 break
-        memo = state.memo
-        if len(memo) >= MEMO_SIZE:
-            memo.clear()
-        memo[origin] = (answer, expires)
+        if state.foldable:
+            memo = state.memo
+            if len(memo) >= MEMO_SIZE:
+                memo.clear()
+            memo[origin] = (answer, expires)
         return answer
 
-    async def _rule_async(self, origin: str, scope: Scope | None, *, wait: bool = False) -> str | None:
+    async def resolve(self, origin: str, scope: Scope | None = None, *, wait: bool = False) -> str | None:
+        """``lookup()`` carried through: loads what is due and asks predicates.
+
+        ``wait`` waits for every due load (a sync ``evaluate()``, whose loop ends with it).
+        """
         state = self._resolver.state
         if state.deadline <= self.clock():
             state = await self._resolver.current(wait=wait)
@@ -382,7 +505,7 @@ class Policy:
             return None
         return await self._resolver.ask_predicates(state, origin, scope)
 
-    def _allow_origin_value(self, rule: str, origin: str) -> str | None:
+    def allow_origin(self, rule: str, origin: str) -> str | None:
         """What Access-Control-Allow-Origin says for a matched rule (None: refused)."""
         if rule == "null" and self.allow_credentials:
             # Every sandboxed iframe and file:// page sends "null": never with credentials
@@ -396,7 +519,19 @@ class Policy:
         # a dynamic source returning "*" for a credentialed native policy is refused.
         return origin if self.unsafe_allow_any_origin_with_credentials else None
 
-    # --- decisions ----------------------------------------------------------------------
+    def actual_headers(self, origin: bytes, rule: str | None) -> list[tuple[bytes, bytes]] | None:
+        """The encoded CORS headers of an actual response (``Vary`` aside); None: refused.
+
+        ``origin`` is the request's Origin as sent: an allowed origin is echoed byte for byte.
+        """
+        if rule is None:
+            return None
+        if rule == "*" or rule == "null":  # the two rules whose answer depends on credentials
+            value = self.allow_origin(rule, origin.decode("latin-1"))
+            if value is None:
+                return None
+            origin = value.encode("latin-1")
+        return [(_ACAO, origin), *self._encoded_tail]
 
     def evaluate(
         self,
@@ -413,14 +548,15 @@ class Policy:
         For a preflight (``preflight=True``), ``method`` and ``request_headers`` are what
         the browser asks for (Access-Control-Request-Method / -Headers) and
         ``private_network`` is Access-Control-Request-Private-Network. For an actual
-        request only the origin matters.
+        request only the origin matters. ``scope`` is the ASGI scope that predicates which
+        take the request are given.
         """
-        rule: str | _Pending | None = None
+        rule: str | Pending | None = None
         if origin is not None:
-            rule = self._rule_now(origin)
+            rule = self.lookup(origin, scope)
             if rule is PENDING:
-                rule = _run_sync(self._rule_async(origin, scope, wait=True))
-        return self._decide(origin, rule, method, request_headers, preflight, private_network)
+                rule = _run_sync(self.resolve(origin, scope, wait=True))
+        return self.decide(origin, rule, method, request_headers, preflight, private_network)
 
     async def aevaluate(
         self,
@@ -435,22 +571,25 @@ class Policy:
         """``evaluate()`` for async code: loads and asks predicates without blocking."""
         rule: str | None = None
         if origin is not None:
-            now = self._rule_now(origin)
-            rule = await self._rule_async(origin, scope) if isinstance(now, _Pending) else now
-        return self._decide(origin, rule, method, request_headers, preflight, private_network)
+            now = self.lookup(origin, scope)
+            rule = await self.resolve(origin, scope) if isinstance(now, Pending) else now
+        return self.decide(origin, rule, method, request_headers, preflight, private_network)
 
-    def _decide(
+    def decide(
         self,
         origin: str | None,
-        rule: str | _Pending | None,
-        method: str,
-        request_headers: str | Iterable[str] | None,
-        preflight: bool,
-        private_network: bool,
+        rule: str | Pending | None,
+        method: str = "GET",
+        request_headers: str | Iterable[str] | None = None,
+        preflight: bool = False,
+        private_network: bool = False,
     ) -> Decision:
+        """The decision once the rule is known (what ``lookup()``/``resolve()`` returned)."""
         if origin is None:
             return Decision(False, "not-cors", "no Origin header: not a CORS request", {"Vary": "Origin"})
-        value = self._allow_origin_value(rule, origin) if isinstance(rule, str) else None
+        vary = ", ".join(("Origin", *self.vary))
+        encoded = self.actual_headers(origin.encode("latin-1"), rule) if isinstance(rule, str) else None
+        value = None if encoded is None else encoded[0][1].decode("latin-1")
         rule_text = rule if isinstance(rule, str) and value is not None else None
         if rule_text is None:
             origin_reason = self._refusal_reason(origin, rule)
@@ -459,11 +598,11 @@ class Policy:
             origin_reason = f"origin {quote(origin)} matches {matched}"
         if preflight:
             return self._preflight(
-                origin, value, origin_reason, rule_text, method, request_headers, private_network
+                origin, value, origin_reason, rule_text, method, request_headers, private_network, vary
             )
-        if value is None:
-            return Decision(False, "actual", origin_reason, {"Vary": "Origin"})
-        headers = {"Access-Control-Allow-Origin": value, **self._actual_tail, "Vary": "Origin"}
+        if encoded is None:
+            return Decision(False, "actual", origin_reason, {"Vary": vary})
+        headers = {"Access-Control-Allow-Origin": value or "", **self._actual_tail, "Vary": vary}
         return Decision(True, "actual", origin_reason, headers, rule=rule_text)
 
     def _refusal_reason(self, origin: str, rule: object) -> str:
@@ -473,7 +612,9 @@ class Policy:
             return "origin 'null' is refused together with credentials"
         if origin != "null" and parse_origin(origin) is None:
             return describe_invalid_origin(origin)
-        return f"origin {quote(origin)} matches no rule"
+        reason = f"origin {quote(origin)} matches no rule"
+        failing = self._resolver.failure_report()
+        return f"{reason}; {failing}" if failing else reason
 
     def _preflight(
         self,
@@ -484,6 +625,7 @@ class Policy:
         method: str,
         request_headers: str | Iterable[str] | None,
         private_network: bool,
+        vary: str,
     ) -> Decision:
         failures: list[str] = []
         reasons = [origin_reason]
@@ -500,24 +642,10 @@ class Policy:
             failures.append("private-network")
             reasons.append("private network access was requested and allow_private_network is off")
 
-        headers: dict[str, str] = {"Vary": PREFLIGHT_VARY}
-        if value is not None:
-            # Headers of a refused origin stay minimal: nothing about credentials or methods.
-            # The order is Starlette's: prepared headers first, per-request values after.
-            if value == "*":
-                headers["Access-Control-Allow-Origin"] = value
-            headers["Access-Control-Allow-Methods"] = self._methods_value
-            headers["Access-Control-Max-Age"] = str(self.max_age)
-            if not self.allow_all_headers:
-                headers["Access-Control-Allow-Headers"] = headers_value
-            if self.allow_credentials:
-                headers["Access-Control-Allow-Credentials"] = "true"
-            headers["Access-Control-Allow-Origin"] = value
-            if self.allow_all_headers and headers_value:
-                headers["Access-Control-Allow-Headers"] = headers_value
-            if private_network and self.allow_private_network:
-                headers["Access-Control-Allow-Private-Network"] = "true"
+        preflight_vary = PREFLIGHT_VARY if not self.vary else f"{PREFLIGHT_VARY}, {', '.join(self.vary)}"
+        headers: dict[str, str] = {"Vary": preflight_vary}
         if failures:
+            # A refused preflight says nothing about origins, methods or credentials.
             return Decision(
                 False,
                 "preflight",
@@ -527,6 +655,22 @@ class Policy:
                 body="Disallowed CORS " + ", ".join(failures),
                 failures=tuple(failures),
             )
+        value = value or ""  # not None: the origin did not fail
+        # The order is Starlette's: prepared headers first, per-request values after.
+        if value == "*":
+            headers["Access-Control-Allow-Origin"] = value
+        headers["Access-Control-Allow-Methods"] = self._methods_value
+        headers["Access-Control-Max-Age"] = str(self.max_age)
+        if not self.allow_all_headers:
+            headers["Access-Control-Allow-Headers"] = headers_value
+        if self.allow_credentials:
+            headers["Access-Control-Allow-Credentials"] = "true"
+        headers["Access-Control-Allow-Origin"] = value
+        if self.allow_all_headers and headers_value:
+            headers["Access-Control-Allow-Headers"] = headers_value
+        if private_network:
+            headers["Access-Control-Allow-Private-Network"] = "true"
+        # RFC 9110: a 204 has no content.
         body = "OK" if self.preflight_status != 204 else ""
         return Decision(
             True,
@@ -548,13 +692,15 @@ class Policy:
         raw = requested if isinstance(requested, str) else ", ".join(requested)
         if len(raw) > MAX_REQUEST_HEADERS_LENGTH:
             limit = MAX_REQUEST_HEADERS_LENGTH
-            return fixed, f"Access-Control-Request-Headers is {len(raw)} bytes, over the {limit}-byte limit"
+            return fixed, f"Access-Control-Request-Headers is over the {limit}-byte limit"
         names = [name for name in (part.strip() for part in raw.split(",")) if name]
         for name in names:
             lowered = name.lower()
             if not _TOKEN.fullmatch(name):
                 return fixed, f"request header {quote(name)} is not a valid header name"
-            if lowered in self._headers or (self.allow_all_headers and lowered != "authorization"):
+            if lowered in self._headers:
+                continue
+            if self.allow_all_headers and (lowered != "authorization" or self._star_covers_authorization):
                 continue
             why = " ('*' never covers Authorization)" if self.allow_all_headers else ""
             return fixed, f"request header {quote(name)} is not in allow_headers{why}"

@@ -1,31 +1,41 @@
 """The resolver: one cached snapshot per provider, refreshed without making requests wait.
 
 - Each leaf provider of a union has its own slot: its last good rules, when they go stale,
-  and at most one refresh in flight (single-flight).
+  and at most one load in flight (single-flight).
 - Requests read ``resolver.state``, one immutable object holding the merged rules, the
   predicates with their decision caches, and the earliest deadline. A swap or refresh
   publishes a new state in one assignment, so a request never sees a mix of old and new.
-- Once a slot has rules, a stale slot is refreshed in the background while requests keep
-  the stale rules (stale-while-revalidate). Only the first load is waited for, bounded by
-  ``timeout``. A failed refresh keeps the last good rules for up to ``max_stale`` seconds
-  past their TTL; after that the slot contributes nothing (fail closed).
+- Only a provider's very first load is waited for, bounded by ``timeout``; if it fails,
+  requests are refused at once while retries run in the background. Once a slot has rules,
+  a stale slot is reloaded in the background while requests keep the stale rules
+  (stale-while-revalidate). A failed load keeps the last good rules for up to ``max_stale``
+  seconds past their TTL; after that the slot contributes nothing (fail closed).
+- ``swap()`` and ``refresh()`` work from any thread and from sync code: work that needs the
+  event loop (closing the replaced provider, reloading) is handed to the loop that serves
+  the app, or done at the next request when there is none.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
-from collections.abc import Callable, Coroutine
+import threading
+from collections.abc import Callable, Coroutine, Generator, Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import anyio
+import anyio.from_thread
+import anyio.lowlevel
 from anyio.abc import TaskGroup
 
 from ._cache import DecisionCache
+from ._callables import accepts, name_of
 from ._origin import quote
 from ._patterns import Rules
+from .exceptions import ConfigurationError, Problem
 from .providers._base import PredicateBase, UnionProvider
 from .providers.static import StaticProvider
 from .types import Clock, Provider, Scope
@@ -36,6 +46,9 @@ DEFAULT_LOAD_TIMEOUT = 5.0
 DEFAULT_MAX_STALE = 3600.0
 RETRY_AFTER = 5.0
 MEMO_SIZE = 4096
+FAILURE_CACHE_SIZE: Final = 1024
+# How many swaps a waiting request follows before it settles for what is there.
+_MAX_ROUNDS: Final = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,27 +66,129 @@ ChangeListener = Callable[[Change], object]
 class _Slot:
     provider: Provider
     ttl: float | None
+    static: bool = False  # known at construction: never loads
     rules: Rules | None = None
     fresh_until: float = -math.inf
     good_at: float = -math.inf
     inflight: anyio.Event | None = None
+    attempted: bool = False  # a load has finished, well or not: only the first is waited for
+    forced: bool = False  # refresh() asked for a reload that requests wait for
+    retired: bool = False  # swapped out: its loads are neither published nor waited for
     error: str | None = None
-    invalidations: int = 0  # bumped by invalidate(), so a refresh in flight knows it is outdated
+    failing_since: float | None = None
+    invalidations: int = 0  # bumped by invalidate() and refresh(): a load in flight is outdated
+
+
+@dataclass(eq=False, slots=True)
+class _Call:
+    """One predicate call that concurrent requests for the same key share."""
+
+    done: anyio.Event
+    answer: bool = False
+
+
+@dataclass(eq=False, slots=True)
+class Asker:
+    """A predicate with its caches: answers by key, recent failures, and calls in flight."""
+
+    predicate: PredicateBase
+    name: str
+    answers: DecisionCache[bool]
+    failures: DecisionCache[str]
+    calls: dict[Hashable, _Call] = field(default_factory=dict)
+
+    async def ask(self, origin: str, scope: Scope | None) -> bool:
+        """The predicate's answer for this request: cached, shared with a call in flight, or asked."""
+        predicate = self.predicate
+        try:
+            key = predicate.key(origin, scope)
+        except Exception as error:
+            self._failed(origin, origin, error)
+            return False
+        failure_key = origin if key is None else key
+        if self.failures.get(failure_key) is not None:
+            return False  # failed a moment ago: refused without asking again
+        if key is None:
+            return await self._call(origin, scope, failure_key)
+        cached = self.answers.get(key)
+        if cached is not None:
+            return cached
+        shared = self.calls.get(key)
+        if shared is not None:
+            await shared.done.wait()
+            return shared.answer
+        call = self.calls[key] = _Call(anyio.Event())
+        try:
+            call.answer = await self._call(origin, scope, failure_key)
+            if self.failures.get(failure_key) is None:
+                self.answers.put(key, call.answer)
+        finally:
+            del self.calls[key]
+            call.done.set()
+        return call.answer
+
+    async def _call(self, origin: str, scope: Scope | None, failure_key: Hashable) -> bool:
+        try:
+            return await self.predicate.allows(origin, scope)
+        except Exception as error:
+            self._failed(origin, failure_key, error)
+            return False
+
+    def _failed(self, origin: str, failure_key: Hashable, error: Exception) -> None:
+        if isinstance(error, TimeoutError):
+            message = f"no answer within {self.predicate.timeout:g} s"
+        else:
+            message = str(error) or type(error).__name__
+        # Logged once per key per failure_ttl: an outage of the predicate's database is one
+        # line per origin every few seconds, not one per request.
+        logger.warning(
+            "corsengine: predicate %s failed for origin %s, refusing for %g s: %s",
+            self.name,
+            quote(origin),
+            self.predicate.failure_ttl,
+            quote(message, 200),
+        )
+        if self.predicate.failure_ttl > 0:
+            self.failures.put(failure_key, message, self.predicate.failure_ttl)
 
 
 @dataclass(frozen=True, slots=True)
 class State:
-    """What one request sees: never mutated, replaced as a whole."""
+    """What one request sees: replaced as a whole, never reassigned in part."""
 
     rules: Rules
-    # (predicate, its decision cache, its name as a rule) for each predicate provider
-    predicates: tuple[tuple[PredicateBase, DecisionCache, str], ...] = ()
-    deadline: float = math.inf
+    predicates: tuple[Asker, ...] = ()
+    deadline: float = math.inf  # the earliest moment a slot goes stale or its rules expire
     generation: int = 0
     slots: tuple[_Slot, ...] = field(default=(), repr=False)
     # origin -> what the rules say (a rule, None, or MALFORMED), filled by requests. It
     # belongs to this state, so a swap or refresh starts a new one. Bounded by MEMO_SIZE.
     memo: dict[str, object] = field(default_factory=dict, repr=False)
+    # True when every predicate decides from the origin alone, so that its cached answers
+    # may be folded into the memo.
+    foldable: bool = True
+    vary: tuple[str, ...] = ()  # request headers that predicates' answers depend on
+    closes_at: float = math.inf  # the earliest moment last good rules expire (max_stale)
+
+
+class Reload:
+    """What ``refresh()`` returns: await it to wait for the reload (optional)."""
+
+    __slots__ = ("_resolver",)
+
+    def __init__(self, resolver: Resolver) -> None:
+        self._resolver = resolver
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._resolver.settle().__await__()
+
+
+def _loop_running_here() -> bool:
+    try:
+        anyio.lowlevel.current_token()
+    except Exception:  # NoEventLoopError, or a loop anyio does not know
+        return False
+    return True
 
 
 class Resolver:
@@ -94,13 +209,21 @@ class Resolver:
         self._task_group: TaskGroup | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._watching: set[int] = set()
+        # The event loop serving the app, so that sync code in other threads can reach it.
+        self._home: anyio.lowlevel.EventLoopToken | None = None
+        self._home_thread: int | None = None
+        # Background work that found no loop to run on; done at the next request.
+        self._deferred: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        # Publishing reads the slots and replaces the state: swaps and refreshes from other
+        # threads must not interleave with a load finishing in the loop.
+        self._lock = threading.RLock()
         self.state = State(Rules())
         self.provider = provider
         self._install(provider)
 
     # --- installing and publishing ---------------------------------------------------
 
-    def _install(self, provider: Provider) -> None:
+    def _install(self, provider: Provider) -> tuple[_Slot, ...]:
         members = provider.members if isinstance(provider, UnionProvider) else (provider,)
         now = self.clock()
         slots = []
@@ -108,43 +231,57 @@ class Resolver:
             slot = _Slot(member, getattr(member, "ttl", None))
             if isinstance(member, StaticProvider | PredicateBase):
                 # Known at construction: no load, no deadline, evaluate() works at once.
+                slot.static = slot.attempted = True
                 slot.rules = member.rules if isinstance(member, StaticProvider) else Rules()
                 slot.fresh_until = math.inf
                 slot.good_at = now
             slots.append(slot)
-        self.provider = provider
-        self._publish(tuple(slots), new_generation=True)
+        with self._lock:
+            old = self.state.slots
+            self.provider = provider
+            self._publish(tuple(slots), new_generation=True)
+        return old
+
+    def _republish(self, slot: _Slot | None = None) -> None:
+        """Publish the current slots again (unless ``slot`` was swapped out meanwhile)."""
+        with self._lock:
+            if slot is None or not slot.retired:
+                self._publish(self.state.slots)
 
     def _publish(self, slots: tuple[_Slot, ...], *, new_generation: bool = False) -> None:
+        """Replace the state; callers hold ``_lock``."""
         now = self.clock()
         old = self.state
         merged = Rules()
-        deadline = math.inf
+        deadline = closes_at = math.inf
         for slot in slots:
             deadline = min(deadline, slot.fresh_until)
             if slot.rules is None:
                 continue
             expires = slot.good_at + (slot.ttl if slot.ttl is not None else math.inf) + self.max_stale
             if now >= expires:
-                # Fail closed: the last good rules are too old to trust.
-                continue
-            deadline = min(deadline, expires)
+                continue  # fail closed: the last good rules are too old to trust
+            closes_at = min(closes_at, expires)
             merged = merged | slot.rules
-        changed = merged.entries != old.rules.entries
+        deadline = min(deadline, closes_at)
+        changed = merged is not old.rules and merged.entries != old.rules.entries
         generation = old.generation + 1 if (new_generation or changed) else old.generation
         if generation != old.generation:
             predicates = tuple(
-                (
+                Asker(
                     slot.provider,
-                    DecisionCache(slot.provider.cache_size, slot.provider.cache_ttl, self.clock),
                     repr(slot.provider),
+                    DecisionCache(slot.provider.cache_size, slot.provider.cache_ttl, self.clock),
+                    DecisionCache(FAILURE_CACHE_SIZE, slot.provider.failure_ttl, self.clock),
                 )
                 for slot in slots
                 if isinstance(slot.provider, PredicateBase)
             )
         else:
             predicates = old.predicates
-        self.state = State(merged, predicates, deadline, generation, slots)
+        foldable = not any(asker.predicate.takes_request for asker in predicates)
+        vary = tuple(dict.fromkeys(name for asker in predicates for name in asker.predicate.vary))
+        self.state = State(merged, predicates, deadline, generation, slots, {}, foldable, vary, closes_at)
         if changed:
             change = Change(merged.entries - old.rules.entries, old.rules.entries - merged.entries)
             for listener in list(self._listeners):
@@ -154,63 +291,103 @@ class Resolver:
                     logger.exception("corsengine: a change listener raised")
 
     def swap(self, provider: Provider) -> None:
-        """Replace the provider atomically; requests already running keep the old rules."""
-        old = self.state.slots
-        self._install(provider)
+        """Replace the provider atomically, from any thread; the replaced one is closed.
+
+        Requests already running keep the old rules; the next request sees the new ones
+        (waiting for the new provider's first load, never for a load of the old one).
+        """
+        old = self._install(provider)
         for slot in old:
             if not any(slot.provider is new.provider for new in self.state.slots):
-                self._spawn(_close(slot.provider))
+                self._retire(slot)
+
+    def _retire(self, slot: _Slot) -> None:
+        slot.retired = True
+        inflight = slot.inflight
+        if inflight is not None:
+            # Requests waiting for the old provider's load go on to the new provider's.
+            self._call_soon(inflight.set)
+        provider = slot.provider
+        self._run_soon(lambda: _close(provider), now_if_no_loop=True)
 
     def on_change(self, listener: ChangeListener) -> Callable[[], None]:
         """Call ``listener(Change)`` whenever the allowlist changes; returns an unsubscribe."""
+        if not callable(listener) or accepts(listener, 1) is False:
+            raise ConfigurationError(
+                [
+                    Problem(
+                        "corsengine.E020",
+                        f"the change listener {name_of(listener)} cannot be called as listener(change)",
+                        "a listener takes one argument, a corsengine.Change",
+                    )
+                ]
+            )
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
-
-    @property
-    def loaded(self) -> bool:
-        """True once every provider produced rules or failed at least once."""
-        return all(slot.rules is not None or slot.error is not None for slot in self.state.slots)
 
     # --- refreshing -----------------------------------------------------------------
 
     async def current(self, *, wait: bool = False) -> State:
         """The state for a request whose snapshot deadline has passed.
 
-        Stale snapshots refresh in the background unless ``wait`` (a sync ``evaluate()``,
-        whose event loop ends with the call, waits for them instead).
+        Stale snapshots reload in the background; a request waits only for a provider's
+        first load and for a reload that ``refresh()`` forced. With ``wait`` (a sync
+        ``evaluate()``, whose event loop ends with the call) every stale load is waited for.
         """
+        if not wait:
+            self._remember_home()
+        await self._run_deferred()
         self._start_watchers()
-        now = self.clock()
-        state = self.state
-        first_loads = []
-        for slot in state.slots:
-            if now < slot.fresh_until:
-                continue
-            if slot.rules is None:
-                first_loads.append(slot)
-            elif wait or (slot.inflight is None and not self._spawn(self._refresh(slot))):
-                first_loads.append(slot)  # nowhere to run it in the background: wait
-        for slot in first_loads:
-            await self._refresh(slot)
-        if self.state is state and now >= state.deadline:
-            self._publish(state.slots)  # a fail-closed deadline passed
+        for _ in range(_MAX_ROUNDS):
+            state = self.state
+            now = self.clock()
+            waiting = []
+            for slot in state.slots:
+                if now < slot.fresh_until:
+                    continue
+                if slot.inflight is None and not wait:
+                    self._start_load(slot)
+                if wait or slot.forced or not slot.attempted or slot.inflight is None:
+                    waiting.append(slot)
+            if not waiting:
+                break
+            for slot in waiting:
+                if self.state is not state:
+                    break  # swapped meanwhile: follow the new provider
+                if slot.inflight is not None:
+                    await slot.inflight.wait()
+                elif self.clock() >= slot.fresh_until:
+                    await self._load(slot, anyio.Event())
+            if self.state is state and not any(slot.forced for slot in waiting):
+                break
+        if self.clock() >= self.state.closes_at:
+            self._republish()  # last good rules past max_stale: fail closed now
         return self.state
 
-    async def refresh(self) -> None:
-        """Reload every dynamic provider now, and revoke cached predicate answers."""
-        slots = self.state.slots
-        for slot in slots:
-            if slot.ttl is not None or slot.rules is None:
-                slot.fresh_until = -math.inf
-                slot.invalidations += 1
-                # A refresh already in flight may have read the source before this call: the
-                # first _refresh() may only wait for it, and it then leaves the slot stale.
-                for _ in range(2):
-                    await self._refresh(slot)
-                    if slot.fresh_until != -math.inf:
-                        break
-        if self.state.slots is slots:
+    def refresh(self) -> Reload:
+        """Reload every dynamic provider and revoke cached predicate answers, from any thread.
+
+        Cached answers are revoked at once; the next request waits for the reload. Await
+        the result to wait for the reload here.
+        """
+        with self._lock:
+            slots = self.state.slots
+            for slot in slots:
+                if not slot.static:
+                    slot.fresh_until = -math.inf
+                    slot.invalidations += 1
+                    slot.forced = True
             self._publish(slots, new_generation=True)
+        if any(not slot.static for slot in slots):
+            self._run_soon(self._reload_in_background)
+        return Reload(self)
+
+    async def settle(self) -> None:
+        """Wait until no forced reload is pending (what awaiting ``refresh()`` does)."""
+        await self.current(wait=True)
+
+    async def _reload_in_background(self) -> None:
+        await self.current()
 
     def invalidate(self) -> None:
         """Mark every dynamic snapshot stale; the next request triggers a reload."""
@@ -218,13 +395,16 @@ class Resolver:
             if slot.ttl is not None:
                 slot.fresh_until = -math.inf
                 slot.invalidations += 1
-        self._publish(self.state.slots)
+        self._republish()
 
-    async def _refresh(self, slot: _Slot) -> None:
-        if slot.inflight is not None:
-            await slot.inflight.wait()
-            return
-        done = slot.inflight = anyio.Event()
+    def _start_load(self, slot: _Slot) -> None:
+        """Start loading ``slot`` in the background; leaves ``inflight`` None if it cannot."""
+        event = slot.inflight = anyio.Event()
+        if not self._spawn(self._load(slot, event)):
+            slot.inflight = None
+
+    async def _load(self, slot: _Slot, done: anyio.Event) -> None:
+        slot.inflight = done
         invalidations = slot.invalidations
         try:
             with anyio.fail_after(self.timeout):
@@ -232,55 +412,74 @@ class Resolver:
             if not isinstance(rules, Rules):
                 raise TypeError(f"load() returned {type(rules).__name__}, expected Rules")
         except Exception as error:
-            message = str(error) or type(error).__name__
+            now = self.clock()
+            if isinstance(error, TimeoutError):
+                message = f"no answer within {self.timeout:g} s"
+            else:
+                message = str(error) or type(error).__name__
             if message != slot.error:
-                kept = "keeping the last good allowlist" if slot.rules is not None else "refusing"
+                if slot.rules is not None:
+                    kept = f"keeping the last good allowlist, loaded {now - slot.good_at:.0f} s ago"
+                else:
+                    kept = "no good allowlist yet: refusing the origins it would allow, retrying"
                 logger.warning(
                     "corsengine: provider %r failed (%s): %s", slot.provider, kept, quote(message, 500)
                 )
             slot.error = message
+            if slot.failing_since is None:
+                slot.failing_since = now
             ttl = slot.ttl if slot.ttl is not None else RETRY_AFTER
-            slot.fresh_until = self.clock() + min(ttl, RETRY_AFTER)
+            slot.fresh_until = now + min(ttl, RETRY_AFTER)
         else:
             now = self.clock()
-            slot.rules, slot.error, slot.good_at = rules, None, now
+            slot.rules, slot.error, slot.failing_since, slot.good_at = rules, None, None, now
             # A provider may set its ttl per load (a remote document's Cache-Control max-age).
             slot.ttl = getattr(slot.provider, "ttl", slot.ttl)
             slot.fresh_until = now + slot.ttl if slot.ttl is not None else math.inf
             if slot.invalidations != invalidations:
-                # The source changed while this load ran (a pub/sub message, a file event):
-                # what it read may predate the change, so the next request loads again.
+                # The source changed while this load ran (a pub/sub message, a file event,
+                # refresh()): what it read may predate the change, so it loads again.
                 slot.fresh_until = -math.inf
         finally:
-            slot.inflight = None
+            slot.attempted = True
+            if slot.invalidations == invalidations:
+                slot.forced = False
+            if slot.inflight is done:
+                slot.inflight = None
             done.set()
-            if any(slot is installed for installed in self.state.slots):
-                self._publish(self.state.slots)
+            self._republish(slot)
+
+    def failure_report(self) -> str | None:
+        """Which sources are failing, since when, and what is in force instead (for reasons)."""
+        now = self.clock()
+        parts = []
+        for slot in self.state.slots:
+            if slot.error is None:
+                continue
+            since = now - (slot.failing_since if slot.failing_since is not None else now)
+            if slot.rules is None:
+                kept = "no good list was ever loaded from it"
+            elif now >= slot.good_at + (slot.ttl or 0.0) + self.max_stale:
+                kept = f"its last good list, {now - slot.good_at:.0f} s old, is past max_stale and refused"
+            else:
+                kept = f"its last good list, {now - slot.good_at:.0f} s old, is in force"
+            parts.append(
+                f"source {slot.provider!r} failing for {since:.0f} s ({quote(slot.error, 200)}); {kept}"
+            )
+        return "; ".join(parts) or None
 
     # --- predicates -----------------------------------------------------------------
 
-    async def ask_predicates(self, state: State, origin: str, scope: Scope | None) -> str | None:
+    @staticmethod
+    async def ask_predicates(state: State, origin: str, scope: Scope | None) -> str | None:
         """Ask each predicate (cache first); the name of the one that allowed, or None.
 
-        A predicate that raises or times out refuses this request; the failure is logged
-        and not cached, so the next request asks again.
+        A predicate that raises or times out refuses, and its failure is remembered for
+        its ``failure_ttl`` so that it is not asked again on every request.
         """
-        for predicate, cache, name in state.predicates:
-            cached = cache.get(origin)
-            if cached is None:
-                try:
-                    cached = await predicate.allows(origin, scope)
-                except Exception as error:
-                    logger.warning(
-                        "corsengine: predicate %r failed for origin %s, refusing: %s",
-                        predicate,
-                        quote(origin),
-                        quote(str(error) or type(error).__name__, 200),
-                    )
-                    continue
-                cache[origin] = cached
-            if cached:
-                return name
+        for asker in state.predicates:
+            if await asker.ask(origin, scope):
+                return asker.name
         return None
 
     # --- background work ------------------------------------------------------------
@@ -289,10 +488,18 @@ class Resolver:
         """Run background refreshes in ``task_group`` (the app's lifespan) from now on."""
         self._task_group = task_group
         self._watching.clear()
+        if task_group is not None:
+            self._remember_home()
+
+    def _remember_home(self) -> None:
+        thread = threading.get_ident()
+        if self._home_thread != thread or self._home is None:
+            self._home = anyio.lowlevel.current_token()
+            self._home_thread = thread
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> bool:
-        """Run ``coroutine`` in the background; False (and closed) when there is nowhere to."""
-        if self._task_group is not None:
+        """Run ``coroutine`` in the background of this thread's loop; False (and closed) if none."""
+        if self._task_group is not None and self._home_thread == threading.get_ident():
             self._task_group.start_soon(_quiet, coroutine)
             return True
         try:
@@ -306,6 +513,47 @@ class Resolver:
         task.add_done_callback(self._background.discard)
         return True
 
+    def _elsewhere(self) -> anyio.lowlevel.EventLoopToken | None:
+        """The serving loop's token when it runs in another thread than this one."""
+        return self._home if self._home_thread != threading.get_ident() else None
+
+    def _call_soon(self, function: Callable[[], object]) -> None:
+        """Call ``function`` in the serving loop's thread (at once if this is it)."""
+        home = self._elsewhere()
+        if home is not None:
+            with contextlib.suppress(Exception):  # if that loop has ended, nobody waits in it
+                anyio.from_thread.run_sync(function, token=home)
+                return
+        function()
+
+    def _run_soon(
+        self, make: Callable[[], Coroutine[Any, Any, None]], *, now_if_no_loop: bool = False
+    ) -> None:
+        """Start ``make()`` in the background of the serving loop, from any thread.
+
+        With no loop to run on, it runs at the next request, or at once in a private loop
+        when ``now_if_no_loop`` (closing a provider must not wait for traffic).
+        """
+        home = self._elsewhere()
+        if home is not None:
+            try:
+                anyio.from_thread.run_sync(self._run_soon, make, token=home)
+                return
+            except Exception:
+                self._home = self._home_thread = None  # that loop has ended
+        if _loop_running_here():
+            if not self._spawn(make()):
+                self._deferred.append(make)
+            return
+        if now_if_no_loop:
+            anyio.run(_quiet, make())
+        else:
+            self._deferred.append(make)
+
+    async def _run_deferred(self) -> None:
+        while self._deferred:
+            await _quiet(self._deferred.pop(0)())
+
     def _start_watchers(self) -> None:
         for slot in self.state.slots:
             watch = getattr(slot.provider, "watch", None)
@@ -315,6 +563,7 @@ class Resolver:
 
     async def aclose(self) -> None:
         """Stop background tasks and close every provider."""
+        await self._run_deferred()
         for task in list(self._background):
             task.cancel()
         await _close(self.provider)

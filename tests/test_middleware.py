@@ -208,9 +208,8 @@ def test_the_blog_callable_and_an_async_callable() -> None:
 def test_predicate_provider_through_the_middleware(backend: str) -> None:
     asked: list[str] = []
 
-    async def is_tenant(origin: str, scope: Any) -> bool:
+    async def is_tenant(origin: str) -> bool:
         asked.append(origin)
-        assert scope is not None and scope["path"] == "/"
         return origin.endswith(".tenant.example")
 
     app = CORSMiddleware(plain_app(), allow_origins=PredicateProvider(is_tenant))
@@ -220,6 +219,22 @@ def test_predicate_provider_through_the_middleware(backend: str) -> None:
     assert asked == ["https://a.tenant.example"]  # cached after the first answer
     _, headers, _ = run(call, app, "GET", [(b"origin", b"https://b.example")], backend=backend)
     assert b"access-control-allow-origin" not in headers_of(headers)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_predicate_given_the_request_is_asked_for_every_request(backend: str) -> None:
+    seen: list[str] = []
+
+    async def on_api_only(origin: str, scope: Any) -> bool:
+        seen.append(scope["path"])
+        return bool(scope["path"].startswith("/api/"))
+
+    app = CORSMiddleware(plain_app(), allow_origins=PredicateProvider(on_api_only))
+    origin = [(b"origin", b"https://tenant.example")]
+    for path, expected in (("/api/x", True), ("/other", False), ("/api/y", True), ("/other", False)):
+        _, headers, _ = run(call, app, "GET", origin, path, backend=backend)
+        assert (b"access-control-allow-origin" in headers_of(headers)) is expected, path
+    assert seen == ["/api/x", "/other", "/api/y", "/other"]  # no answer reused for another request
 
 
 def test_refused_origins_are_logged_escaped(caplog: pytest.LogCaptureFixture) -> None:

@@ -161,7 +161,7 @@ def test_first_load_is_bounded_by_the_timeout(clock: FakeClock) -> None:
 
 
 def test_slow_predicate_refuses_after_its_timeout_without_delaying_others(clock: FakeClock) -> None:
-    async def predicate(origin: str, scope: Any) -> bool:
+    async def predicate(origin: str) -> bool:
         if origin == B:
             await anyio.sleep(60)
         return True
@@ -180,7 +180,7 @@ def test_slow_predicate_refuses_after_its_timeout_without_delaying_others(clock:
 
 def test_predicate_answers_only_a_real_true(clock: FakeClock) -> None:
     answers: dict[str, Any] = {A: True, B: "yes", C: 1}
-    policy = Policy(PredicateProvider(lambda origin, scope: answers[origin]), clock=clock)
+    policy = Policy(PredicateProvider(lambda origin: answers[origin]), clock=clock)
     assert allowed(policy, A)
     assert not allowed(policy, B)
     assert not allowed(policy, C)
@@ -189,7 +189,7 @@ def test_predicate_answers_only_a_real_true(clock: FakeClock) -> None:
 def test_predicate_errors_refuse_and_are_logged_escaped(
     clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def predicate(origin: str, scope: Any) -> bool:
+    def predicate(origin: str) -> bool:
         raise RuntimeError("db down\r\nFAKE LOG LINE")
 
     policy = Policy(PredicateProvider(predicate), clock=clock)
@@ -203,7 +203,7 @@ def test_predicate_cache_expires_and_is_revoked_by_refresh(clock: FakeClock) -> 
     calls: list[str] = []
     verdict = {"value": True}
 
-    def predicate(origin: str, scope: Any) -> bool:
+    def predicate(origin: str) -> bool:
         calls.append(origin)
         return verdict["value"]
 
@@ -223,15 +223,15 @@ def test_predicate_cache_expires_and_is_revoked_by_refresh(clock: FakeClock) -> 
 def test_a_warm_predicate_answer_is_read_from_the_memo_alone(clock: FakeClock) -> None:
     calls: list[str] = []
 
-    def predicate(origin: str, scope: Any) -> bool:
+    def predicate(origin: str) -> bool:
         calls.append(origin)
         return origin == A
 
     policy = Policy(PredicateProvider(predicate), clock=clock)
     assert allowed(policy, A) and not allowed(policy, B)
     assert allowed(policy, A) and not allowed(policy, B)  # folded into the snapshot's memo
-    ((_, cache, _),) = policy._resolver.state.predicates
-    cache._data.clear()  # were the decision cache read, both would be asked again
+    ((asker),) = policy._resolver.state.predicates
+    asker.answers._data.clear()  # were the decision cache read, both would be asked again
     assert allowed(policy, A) and not allowed(policy, B)
     assert calls == [A, B]
 
@@ -239,7 +239,7 @@ def test_a_warm_predicate_answer_is_read_from_the_memo_alone(clock: FakeClock) -
 def test_a_folded_predicate_answer_expires_with_the_cached_answer(clock: FakeClock) -> None:
     calls: list[str] = []
 
-    def predicate(origin: str, scope: Any) -> bool:
+    def predicate(origin: str) -> bool:
         calls.append(origin)
         return True
 
@@ -257,8 +257,8 @@ def test_a_folded_answer_lives_no_longer_than_the_shortest_answer_it_was_made_fr
     clock: FakeClock,
 ) -> None:
     first_says = {"value": False}
-    first = PredicateProvider(lambda origin, scope: first_says["value"], cache_ttl=10)
-    second = PredicateProvider(lambda origin, scope: True, cache_ttl=60)
+    first = PredicateProvider(lambda origin: first_says["value"], cache_ttl=10)
+    second = PredicateProvider(lambda origin: True, cache_ttl=60)
     policy = Policy(first | second, clock=clock)
     assert policy.evaluate(A).rule == repr(second)
     assert policy.evaluate(A).rule == repr(second)  # folded: the first said no, the second yes
@@ -270,18 +270,18 @@ def test_a_folded_answer_lives_no_longer_than_the_shortest_answer_it_was_made_fr
 
 
 def test_folding_into_a_full_memo_keeps_it_bounded(clock: FakeClock) -> None:
-    policy = Policy(PredicateProvider(lambda origin, scope: origin == A), clock=clock)
+    policy = Policy(PredicateProvider(lambda origin: origin == A), clock=clock)
     assert allowed(policy, A)  # asked: the memo says the rules know nothing of A
     memo = policy._resolver.state.memo
     memo.update((f"https://{index}.example", None) for index in range(MEMO_SIZE - len(memo)))
     assert allowed(policy, A)  # folding A's answer finds the memo full: cleared first
-    ((predicate, _, _),) = policy._resolver.state.predicates
-    assert memo == {A: (repr(predicate), clock() + predicate.cache_ttl)}
+    (asker,) = policy._resolver.state.predicates
+    assert memo == {A: (repr(asker.predicate), clock() + asker.predicate.cache_ttl)}
 
 
 def test_a_refresh_forgets_folded_predicate_answers(clock: FakeClock) -> None:
     tenants = {A}
-    policy = Policy(PredicateProvider(lambda origin, scope: origin in tenants, cache_ttl=3600), clock=clock)
+    policy = Policy(PredicateProvider(lambda origin: origin in tenants, cache_ttl=3600), clock=clock)
     assert allowed(policy, A) and allowed(policy, A)
     tenants.clear()
     assert allowed(policy, A)  # cached for an hour...
@@ -290,7 +290,7 @@ def test_a_refresh_forgets_folded_predicate_answers(clock: FakeClock) -> None:
 
 
 def test_flood_of_distinct_origins_keeps_the_decision_cache_bounded(clock: FakeClock) -> None:
-    predicate = PredicateProvider(lambda origin, scope: origin.endswith(".good.example"), cache_size=1000)
+    predicate = PredicateProvider(lambda origin: origin.endswith(".good.example"), cache_size=1000)
     policy = Policy(predicate, clock=clock)
     rng = random.Random(7)
 
@@ -305,8 +305,8 @@ def test_flood_of_distinct_origins_keeps_the_decision_cache_bounded(clock: FakeC
     gc.collect()
     retained, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    ((_, cache, _),) = policy._resolver.state.predicates
-    assert len(cache) == 1000
+    (asker,) = policy._resolver.state.predicates
+    assert len(asker.answers) == 1000
     # What is retained is the cache itself, whose 1000 entries the last 10,000 origins
     # replaced: about 320 KB (~320 B an entry). Unbounded, 10,000 entries would be ~3 MB.
     assert retained < 500_000, retained
@@ -473,10 +473,12 @@ def test_union_provider_load_and_repr() -> None:
 
 
 def test_provider_constructor_errors() -> None:
-    with pytest.raises(TypeError):
+    with pytest.raises(ConfigurationError) as caught:
         CallableProvider("not callable")  # type: ignore[arg-type]
-    with pytest.raises(TypeError):
+    assert caught.value.codes == ("corsengine.E020",)
+    with pytest.raises(ConfigurationError) as caught:
         PredicateProvider(42)  # type: ignore[arg-type]
+    assert caught.value.codes == ("corsengine.E020",)
     with pytest.raises(ConfigurationError):
         StaticProvider("https://a.example")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from typing import TYPE_CHECKING
 
 from .._patterns import Rules
@@ -66,14 +66,26 @@ class UnionProvider(BaseProvider):
 
 
 class PredicateBase(BaseProvider):
-    """Marker base for providers that decide per origin instead of listing origins."""
+    """Base for providers that decide per origin instead of listing origins.
 
-    cache_size: int
-    cache_ttl: float
-    timeout: float
+    The resolver caches each answer under ``key(origin, scope)`` for ``cache_ttl`` seconds
+    (at most ``cache_size`` of them), remembers a failure for ``failure_ttl`` seconds, and
+    adds ``vary`` to the ``Vary`` of every response.
+    """
+
+    cache_size: int = 10_000
+    cache_ttl: float = 60.0
+    failure_ttl: float = 5.0
+    timeout: float = 1.0
+    vary: tuple[str, ...] = ()
+    takes_request: bool = False
 
     async def load(self) -> Rules:
         return Rules()
+
+    def key(self, origin: str, scope: Scope | None) -> Hashable | None:
+        """The cache key of one request's answer; None: never reuse it for another request."""
+        return origin
 
     async def allows(self, origin: str, scope: Scope | None) -> bool:
         raise NotImplementedError

@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+import math
+from collections.abc import Awaitable, Callable, Hashable, Iterable
+from typing import Any, Final
 
 import anyio
+import anyio.to_thread
 
+from .._callables import accepts, is_async, name_of
 from .._patterns import Rules, compile_entries
-from ..exceptions import ProviderError
+from ..exceptions import ConfigurationError, Problem, ProviderError
 from ..types import Scope
 from ._base import DEFAULT_TTL, BaseProvider, PredicateBase
 
 OriginsFunction = Callable[[], Iterable[str] | Awaitable[Iterable[str]]]
-PredicateFunction = Callable[[str, Scope | None], bool | Awaitable[bool]]
+PredicateFunction = Callable[..., bool | Awaitable[bool]]
+"""``fn(origin)`` or ``fn(origin, scope)``, sync or async."""
+CacheKeyFunction = Callable[[str, Scope], Hashable]
 
 DEFAULT_PREDICATE_CACHE_SIZE = 10_000
 DEFAULT_PREDICATE_CACHE_TTL = 60.0
+DEFAULT_PREDICATE_FAILURE_TTL = 5.0
 DEFAULT_PREDICATE_TIMEOUT = 1.0
-
-
-def _name(function: Any) -> str:
-    return getattr(function, "__qualname__", None) or repr(function)
+# Above this many entries a result is compiled in a worker thread: compiling costs a few
+# microseconds an entry, and a 100,000-entry list compiled on the event loop stalls every
+# request in flight for a fraction of a second.
+COMPILE_IN_THREAD_ABOVE: Final = 2_000
 
 
 def validate_entries(result: object, source: str, *, regexes: Iterable[str] = ()) -> Rules:
@@ -36,6 +41,35 @@ def validate_entries(result: object, source: str, *, regexes: Iterable[str] = ()
     return rules
 
 
+async def validate_entries_off_loop(result: object, source: str, *, regexes: Iterable[str] = ()) -> Rules:
+    """``validate_entries`` in a worker thread when the result is large, so the loop keeps serving."""
+    if isinstance(result, list | tuple | set | frozenset) and len(result) > COMPILE_IN_THREAD_ABOVE:
+        entries = list(result)  # a copy: the source may mutate its own list meanwhile
+        return await anyio.to_thread.run_sync(lambda: validate_entries(entries, source, regexes=regexes))
+    return validate_entries(result, source, regexes=regexes)
+
+
+def _shape_problem(what: str, function: object, expected: str, hint: str) -> Problem:
+    return Problem(
+        "corsengine.E020",
+        f"{what} {name_of(function)} cannot be called as {expected}",
+        hint,
+    )
+
+
+def check_number(name: str, value: object, problems: list[Problem], *, minimum: float = 0.0) -> None:
+    """A number option of a provider: a real int or float, finite, at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value) or value < minimum:
+        bound = "0 or more" if minimum == 0 else f"at least {minimum:g}"
+        problems.append(
+            Problem(
+                "corsengine.E021",
+                f"{name}={value!r} is not a number {bound}",
+                f"give {name} as a number {bound}",
+            )
+        )
+
+
 class CallableProvider(BaseProvider):
     """Origins (and wildcard patterns) returned by a zero-argument function, sync or async.
 
@@ -43,52 +77,173 @@ class CallableProvider(BaseProvider):
     """
 
     def __init__(self, function: OriginsFunction, *, ttl: float = DEFAULT_TTL) -> None:
+        problems: list[Problem] = []
         if not callable(function):
-            raise TypeError(f"CallableProvider needs a function, got {type(function).__name__}")
+            problems.append(
+                Problem(
+                    "corsengine.E020",
+                    f"CallableProvider needs a function, got {type(function).__name__}",
+                    "pass a zero-argument function returning a list of origins",
+                )
+            )
+        elif accepts(function, 0) is False:
+            problems.append(
+                _shape_problem(
+                    "the origins function",
+                    function,
+                    "fn()",
+                    "an origins function takes no arguments and returns a list; "
+                    "to decide per origin, use PredicateProvider(fn)",
+                )
+            )
+        check_number("ttl", ttl, problems)
+        if problems:
+            raise ConfigurationError(problems)
         self.function = function
         self.ttl = ttl
 
     async def load(self) -> Rules:
         result = self.function()
-        if inspect.isawaitable(result):
+        if isinstance(result, Awaitable):
             result = await result
-        return validate_entries(result, f"origins function {_name(self.function)}")
+        return await validate_entries_off_loop(result, f"origins function {name_of(self.function)}")
 
     def __repr__(self) -> str:
-        return f"CallableProvider({_name(self.function)}, ttl={self.ttl})"
+        return f"CallableProvider({name_of(self.function)}, ttl={self.ttl})"
 
 
 class PredicateProvider(PredicateBase):
-    """Asks a function, sync or async, about each origin: ``fn(origin, scope) -> bool``.
+    """Asks a function about each origin: ``fn(origin)`` or ``fn(origin, scope)``, sync or async.
 
     For allowlists that cannot be listed (a tenant table). Only a real ``True`` allows.
-    Answers are cached per origin (LRU with a TTL, bounded by ``cache_size``); a swap or
-    refresh of the policy revokes the cache at once.
+
+    - ``fn(origin)`` depends on the origin alone: its answers are cached per origin (LRU with
+      a TTL, bounded by ``cache_size``; 0 turns the cache off).
+    - ``fn(origin, scope)`` is given the request (the ASGI scope; None from ``evaluate()``
+      without one). Its answer may differ from one request to the next, so it is never
+      reused for another request unless ``cache_key(origin, scope)`` names what it depends
+      on; when that key reads request headers, list them in ``vary`` so that caches keep
+      the responses apart (they are added to ``Vary``).
+
+    A sync function runs in a worker thread, so ``timeout`` holds and nothing else waits. A
+    failing or timed-out call refuses, and that failure is remembered for ``failure_ttl``
+    seconds, so a tenant database that is down is not asked again on every request.
+    Concurrent requests for the same uncached key share one call. A swap or refresh of the
+    policy revokes every cached answer at once.
     """
 
     def __init__(
         self,
         function: PredicateFunction,
         *,
+        cache_key: CacheKeyFunction | None = None,
+        vary: Iterable[str] = (),
         cache_size: int = DEFAULT_PREDICATE_CACHE_SIZE,
         cache_ttl: float = DEFAULT_PREDICATE_CACHE_TTL,
+        failure_ttl: float = DEFAULT_PREDICATE_FAILURE_TTL,
         timeout: float = DEFAULT_PREDICATE_TIMEOUT,
     ) -> None:
+        problems: list[Problem] = []
+        takes_request = False
         if not callable(function):
-            raise TypeError(f"PredicateProvider needs a function, got {type(function).__name__}")
+            problems.append(
+                Problem(
+                    "corsengine.E020",
+                    f"PredicateProvider needs a function, got {type(function).__name__}",
+                    "pass fn(origin) -> bool, or fn(origin, scope) -> bool when it needs the request",
+                )
+            )
+        else:
+            takes_request = accepts(function, 2) is True
+            if not takes_request and accepts(function, 1) is False:
+                problems.append(
+                    _shape_problem(
+                        "the predicate",
+                        function,
+                        "fn(origin) or fn(origin, scope)",
+                        "a predicate takes the origin, and the ASGI scope if it needs the request",
+                    )
+                )
+        if cache_key is not None:
+            if not takes_request:
+                problems.append(
+                    Problem(
+                        "corsengine.E020",
+                        "cache_key is given for a predicate that does not take the request",
+                        "a predicate of the origin alone is cached per origin already; drop cache_key",
+                    )
+                )
+            elif not callable(cache_key) or accepts(cache_key, 2) is False:
+                problems.append(
+                    _shape_problem(
+                        "cache_key",
+                        cache_key,
+                        "cache_key(origin, scope)",
+                        "return what the answer depends on, e.g. "
+                        "lambda origin, scope: (origin, scope['path'])",
+                    )
+                )
+        vary_names: tuple[str, ...] = ()
+        if isinstance(vary, str) or not isinstance(vary, Iterable):
+            problems.append(
+                Problem(
+                    "corsengine.E021",
+                    f"vary={vary!r} is not a list of header names",
+                    "write vary=['X-Tenant']",
+                )
+            )
+        else:
+            vary_names = tuple(vary)
+            for name in vary_names:
+                if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_" for c in name):
+                    problems.append(
+                        Problem(
+                            "corsengine.E021", f"vary entry {name!r} is not a header name", "e.g. 'X-Tenant'"
+                        )
+                    )
+        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
+            problems.append(
+                Problem(
+                    "corsengine.E021",
+                    f"cache_size={cache_size!r} is not a whole number 0 or more",
+                    "0 turns the cache off; the default is 10,000",
+                )
+            )
+        check_number("cache_ttl", cache_ttl, problems)
+        check_number("failure_ttl", failure_ttl, problems)
+        check_number("timeout", timeout, problems)
+        if problems:
+            raise ConfigurationError(problems)
         self.function = function
+        self.takes_request = takes_request
+        self.cache_key = cache_key
+        self.vary = vary_names
         self.cache_size = cache_size
         self.cache_ttl = cache_ttl
+        self.failure_ttl = failure_ttl
         self.timeout = timeout
+        self._async = is_async(function)
+
+    def key(self, origin: str, scope: Scope | None) -> Hashable | None:
+        """The cache key of this request's answer; None when it must not be reused."""
+        if not self.takes_request:
+            return origin
+        if self.cache_key is None or scope is None:
+            return None
+        return (origin, self.cache_key(origin, scope))
 
     async def allows(self, origin: str, scope: Scope | None) -> bool:
-        # A sync function runs inline (keep it fast, or make it async for I/O); only an
-        # awaitable can be, and is, bounded by the timeout.
-        result = self.function(origin, scope)
-        if inspect.isawaitable(result):
-            with anyio.fail_after(self.timeout):
-                result = await result
+        args = (origin, scope) if self.takes_request else (origin,)
+        with anyio.fail_after(self.timeout):
+            if self._async:
+                result: Any = await self.function(*args)  # type: ignore[misc]
+            else:
+                # A sync function (a database driver, requests) blocks its thread, not the
+                # loop; on timeout the request goes on refused and the thread is abandoned.
+                result = await anyio.to_thread.run_sync(lambda: self.function(*args), abandon_on_cancel=True)
+                if isinstance(result, Awaitable):
+                    result = await result
         return result is True
 
     def __repr__(self) -> str:
-        return f"PredicateProvider({_name(self.function)})"
+        return f"PredicateProvider({name_of(self.function)})"

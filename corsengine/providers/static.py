@@ -32,6 +32,13 @@ class StaticProvider(BaseProvider):
         if problems:
             raise ConfigurationError(problems)
 
+    @classmethod
+    def from_rules(cls, rules: Rules) -> StaticProvider:
+        """A provider for rules compiled (and validated) elsewhere."""
+        provider = cls.__new__(cls)
+        provider.rules = rules
+        return provider
+
     async def load(self) -> Rules:
         return self.rules
 

@@ -83,7 +83,10 @@ def test_predicate_decides_per_origin_and_sees_the_request(
         return sync_predicate(origin, scope)
 
     predicate = sync_predicate if kind == "sync" else async_predicate
-    provider = corsengine.providers.PredicateProvider(predicate)
+    # The answer depends on the origin and the path: cached under both, never across paths.
+    provider = corsengine.providers.PredicateProvider(
+        predicate, cache_key=lambda origin, scope: scope["path"]
+    )
     api = serve_api(corsengine_impl, allow_origins=provider, **PREFLIGHTED)
 
     allowed = open_page(origins.app).fetch(api.url(), **PUT)
@@ -99,7 +102,7 @@ def test_predicate_decides_per_origin_and_sees_the_request(
     assert allowed.ok and allowed_again.ok, (allowed, allowed_again)
     assert refused.blocked, refused
     assert api.log.count("PUT") == 1  # the refused origin's PUT was never sent
-    # Asked once per origin (the answer is cached), with the request's own scope.
+    # Asked once per origin and path (the answer is cached), with the request's own scope.
     assert sorted(asked) == [(origins.app, "/data"), (origins.localhost, "/data")]
 
 
@@ -191,7 +194,7 @@ def test_refresh_revokes_cached_predicate_answers(
     corsengine, corsengine_impl, serve_api, open_page, origins, matrix
 ):
     tenants = {origins.app}
-    provider = corsengine.providers.PredicateProvider(lambda origin, scope: origin in tenants, cache_ttl=3600)
+    provider = corsengine.providers.PredicateProvider(lambda origin: origin in tenants, cache_ttl=3600)
     policy = corsengine.Policy(allow_origins=provider)
     api = serve_api(corsengine_impl, policy=policy)
     page = open_page(origins.app)

@@ -178,7 +178,7 @@ def flood(policy: Policy, start: int, count: int) -> None:
 def test_predicate_cache_stays_bounded_under_a_flood_of_distinct_origins() -> None:
     asked = Counter[str]()  # a counter, not a list: the spy itself must not grow
 
-    def tenant_exists(origin: str, scope: Any) -> bool:
+    def tenant_exists(origin: str) -> bool:
         asked["calls"] += 1
         return origin.endswith("-7.example.com")
 
@@ -197,8 +197,8 @@ def test_predicate_cache_stays_bounded_under_a_flood_of_distinct_origins() -> No
         flooded, flood_peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    (_, cache, _) = policy._resolver.state.predicates[0]
-    assert len(cache) == CACHE_SIZE
+    (asker,) = policy._resolver.state.predicates
+    assert len(asker.answers) == CACHE_SIZE
     assert asked["calls"] == 3 * warm_up  # every origin was new: nothing was served stale
     # Bounded by the cache sizes, not by the flood: 20,000 more origins kept would be ~3 MB
     # more; measured, the peak does not move (within a few KB).

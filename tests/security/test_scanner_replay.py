@@ -269,7 +269,7 @@ POLICIES: dict[str, tuple[PolicyFactory, Callable[[str], bool]]] = {
     "callable": (lambda **options: Policy(lambda: sorted(EXACT), **options), in_exact),
     "async-callable": (lambda **options: Policy(async_origins, **options), in_exact),
     "predicate": (
-        lambda **options: Policy(PredicateProvider(lambda origin, scope: origin in EXACT), **options),
+        lambda **options: Policy(PredicateProvider(lambda origin: origin in EXACT), **options),
         in_exact,
     ),
     "remote-json": (remote_policy, exact_or_under_apex),
@@ -376,7 +376,7 @@ def test_null_from_a_callable_never_gets_credentials() -> None:
 
 def test_null_is_never_asked_of_a_predicate() -> None:
     asked: list[str] = []
-    policy = Policy(PredicateProvider(lambda origin, scope: asked.append(origin) is None))
+    policy = Policy(PredicateProvider(lambda origin: asked.append(origin) is None))
     assert not policy.evaluate("null").allowed
     assert asked == []
 
