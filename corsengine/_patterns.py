@@ -132,8 +132,6 @@ class Rules:
             return origin
         if parsed is None:
             return None
-        if self.allow_all:
-            return "*"
         if self.any_port:
             rule = self.any_port.get((parsed.scheme, parsed.host, ANY_PORT))
             if rule is not None:
@@ -145,7 +143,8 @@ class Rules:
         for regex in self.regexes:
             if regex.fullmatch(origin):
                 return f"regex {regex.pattern}"
-        return None
+        # Last: a "*" that is refused with credentials must not hide another member's pattern.
+        return "*" if self.allow_all else None
 
     def _match_subdomain(self, parsed: Origin) -> str | None:
         host, scheme, port = parsed.host, parsed.scheme, parsed.port

@@ -233,7 +233,7 @@ class Policy:
                     "Fetch fails a preflight whose status is not ok (200-299); use 200 or 204",
                 )
             )
-        check_number("timeout", timeout, problems)
+        check_number("timeout", timeout, problems, positive=True)
         check_number("max_stale", max_stale, problems)
         static = origins.rules if isinstance(origins, StaticProvider) else Rules()
         self._check_credentials(static | regex_rules, problems)

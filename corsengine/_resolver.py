@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import sys
 import threading
 from collections.abc import Callable, Coroutine, Generator, Hashable
 from dataclasses import dataclass, field
@@ -47,8 +48,6 @@ DEFAULT_MAX_STALE = 3600.0
 RETRY_AFTER = 5.0
 MEMO_SIZE = 4096
 FAILURE_CACHE_SIZE: Final = 1024
-# How many swaps a waiting request follows before it settles for what is there.
-_MAX_ROUNDS: Final = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,7 +337,10 @@ class Resolver:
             self._remember_home()
         await self._run_deferred()
         self._start_watchers()
-        for _ in range(_MAX_ROUNDS):
+        # A waiting request follows swaps to the newest provider's load, for at most one
+        # load timeout in all; then it settles for what is there.
+        give_up = anyio.current_time() + self.timeout
+        while anyio.current_time() < give_up:
             state = self.state
             now = self.clock()
             waiting = []
@@ -505,8 +507,13 @@ class Resolver:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            # No asyncio loop: a sync evaluate(), or trio without the lifespan task group.
-            coroutine.close()
+            # Trio without the lifespan task group: a system task (trio is loaded if it runs).
+            trio = sys.modules.get("trio")
+            if trio is not None:
+                with contextlib.suppress(RuntimeError):  # not inside trio.run
+                    trio.lowlevel.spawn_system_task(_quiet, coroutine)
+                    return True
+            coroutine.close()  # no loop at all: a sync evaluate()
             return False
         task = loop.create_task(_quiet(coroutine))
         self._background.add(task)

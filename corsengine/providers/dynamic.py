@@ -57,10 +57,16 @@ def _shape_problem(what: str, function: object, expected: str, hint: str) -> Pro
     )
 
 
-def check_number(name: str, value: object, problems: list[Problem], *, minimum: float = 0.0) -> None:
-    """A number option of a provider: a real int or float, finite, at least ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value) or value < minimum:
-        bound = "0 or more" if minimum == 0 else f"at least {minimum:g}"
+def check_number(name: str, value: object, problems: list[Problem], *, positive: bool = False) -> None:
+    """A number option: a real int or float, not NaN, 0 or more (more than 0 if ``positive``)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or math.isnan(value)
+        or value < 0
+        or (positive and value == 0)
+    ):
+        bound = "more than 0" if positive else "0 or more"
         problems.append(
             Problem(
                 "corsengine.E021",
@@ -211,7 +217,7 @@ class PredicateProvider(PredicateBase):
             )
         check_number("cache_ttl", cache_ttl, problems)
         check_number("failure_ttl", failure_ttl, problems)
-        check_number("timeout", timeout, problems)
+        check_number("timeout", timeout, problems, positive=True)
         if problems:
             raise ConfigurationError(problems)
         self.function = function

@@ -184,14 +184,12 @@ def model_allows(policy: GeneratedPolicy, origin: GeneratedOrigin) -> bool:
 
 
 def model_allow_origin(policy: GeneratedPolicy, origin: GeneratedOrigin) -> str | None:
-    """An exact entry echoes the origin; otherwise "*" (if listed) wins over patterns."""
+    """Any entry but "*" that matches echoes the origin; "*" answers only when none does (so
+    that a "*" refused with credentials never hides another entry)."""
     if not model_allows(policy, origin):
         return None
-    exact = any(
-        entry.kind in ("exact", "null") for entry in policy.entries if model_allows(only(entry), origin)
-    )
-    star = any(entry.kind == "star" for entry in policy.entries)
-    return origin.value if exact or not star else "*"
+    echoed = any(entry.kind != "star" for entry in policy.entries if model_allows(only(entry), origin))
+    return origin.value if echoed else "*"
 
 
 def only(entry: Entry) -> GeneratedPolicy:
