@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -131,6 +132,16 @@ def test_onboarding_a_partner_twice_against_a_real_redis(redis: RedisServer) -> 
         await policy.aclose()
 
     anyio.run(scenario)
+
+
+def test_the_error_code_table_lists_every_code_the_package_raises() -> None:
+    code = re.compile(r"corsengine\.E\d{3}")
+    raised = {
+        found for path in (ROOT / "corsengine").rglob("*.py") for found in code.findall(path.read_text())
+    }
+    table = (ROOT / "docs" / "configuration.md").read_text()
+    documented = set(re.findall(rf"^\| `({code.pattern})` \|", table, re.MULTILINE))
+    assert raised == documented
 
 
 def test_the_blog_snippet_opens_the_readme_and_serves() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from typing import Final, TypeGuard
 
@@ -18,6 +19,8 @@ E_OPTION: Final = "corsengine.E024"  # a provider option of the wrong type or ou
 E_SOURCE: Final = "corsengine.E025"  # a provider source that can never be read (URL scheme, format)
 
 _SHOWN = 60
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e]*")  # what httpx sends: ASCII, one line
 
 
 def shown(value: object) -> str:
@@ -109,9 +112,16 @@ class Options:
             self.wrong_type(name, value, "a mapping", hint)
             return
         for key, item in value.items():
+            pair = f"{shown(key)}: {shown(item)}"
             if not isinstance(key, str) or not isinstance(item, str):
-                pair = f"{shown(key)}: {shown(item)}"
                 self.problem(E_OPTION, f"{name} entry {pair} is not a pair of strings", hint)
+            elif not _TOKEN.fullmatch(key) or not _FIELD_VALUE.fullmatch(item):
+                # RFC 9110 5.1, 5.5: httpx would refuse it on every request, never at start-up.
+                self.problem(
+                    E_OPTION,
+                    f"{name} entry {pair} is not a valid HTTP header",
+                    "a header name is a token (no spaces or colons); a value is one line of ASCII",
+                )
 
     def ordered(self, low: str, low_value: object, high: str, high_value: object) -> None:
         """``low_value <= high_value`` when both are valid numbers (their own checks report the rest)."""

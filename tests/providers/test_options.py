@@ -69,6 +69,11 @@ CASES = [
     pytest.param(remote_provider, {"allow_regexes": 1}, [OPTION], id="remote-int-flag"),
     pytest.param(remote_provider, {"headers": [("A", "b")]}, [OPTION], id="remote-headers-not-mapping"),
     pytest.param(remote_provider, {"headers": {"X-N": 1}}, [OPTION], id="remote-header-not-string"),
+    pytest.param(remote_provider, {"headers": {"X Token": "a"}}, [OPTION], id="remote-header-name-not-token"),
+    pytest.param(
+        remote_provider, {"headers": {"X-Token": "a\r\nHost: b"}}, [OPTION], id="remote-header-crlf"
+    ),
+    pytest.param(remote_provider, {"headers": {"X-Team": "café"}}, [OPTION], id="remote-header-not-ascii"),
     pytest.param(remote_provider, {"cache_path": 5}, [OPTION], id="remote-cache-path-not-path"),
     pytest.param(remote_provider, {"cache_max_age": 0}, [OPTION], id="remote-zero-cache-max-age"),
     # RedisProvider
