@@ -19,6 +19,7 @@ E_OPTION: Final = "corsengine.E024"  # a provider option of the wrong type or ou
 E_SOURCE: Final = "corsengine.E025"  # a provider source that can never be read (URL scheme, format)
 
 _SHOWN = 60
+_AUTHORITY_END = re.compile(r"[/?#]")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _FIELD_VALUE = re.compile(r"[\t\x20-\x7e]*")  # what httpx sends: ASCII, one line
 
@@ -27,6 +28,19 @@ def shown(value: object) -> str:
     """``repr(value)``, bounded and on one line, for a problem's message."""
     text = ascii(value)
     return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for log lines and problems."""
+    scheme, sep, rest = url.partition("://")
+    # RFC 3986 3.2: the authority, where userinfo lives, ends at the first '/', '?' or '#'.
+    authority = _AUTHORITY_END.split(rest, maxsplit=1)[0]
+    after = rest[len(authority) :]
+    if sep and "@" in authority:
+        credentials, _, host = authority.rpartition("@")
+        user = credentials.partition(":")[0]
+        return f"{scheme}://{user + ':***' if user else '***'}@{host}{after}"
+    return url
 
 
 class Options:

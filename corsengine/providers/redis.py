@@ -26,6 +26,7 @@ from .._patterns import Rules, compile_entries
 from ..exceptions import ConfigurationError, Problem, ProviderError
 from ._base import BaseProvider
 from ._options import E_SOURCE, Options
+from ._options import redacted as redacted  # re-exported: the CLI's messages use it too
 from .dynamic import validate_entries
 
 logger = logging.getLogger("corsengine")
@@ -227,16 +228,6 @@ class RedisProvider(BaseProvider):
 async def _quietly_close(pubsub: Any) -> None:
     with contextlib.suppress(*UNAVAILABLE):
         await pubsub.aclose()
-
-
-def redacted(url: str) -> str:
-    """The URL without its password, for log lines."""
-    scheme, sep, rest = url.partition("://")
-    if sep and "@" in rest:
-        credentials, _, host = rest.rpartition("@")
-        user = credentials.partition(":")[0]
-        return f"{scheme}://{user + ':***' if user else '***'}@{host}"
-    return url
 
 
 def _describe(error: BaseException) -> str:

@@ -19,7 +19,7 @@ from .._patterns import Rules
 from ..exceptions import ProviderError
 from ._base import BaseProvider
 from ._document import Document, parse_document
-from ._options import E_SOURCE, Options
+from ._options import E_SOURCE, Options, redacted
 
 logger = logging.getLogger("corsengine")
 
@@ -311,13 +311,14 @@ def _checked_url(url: object, options: Options) -> str:
     if not isinstance(url, str | httpx.URL):
         options.wrong_type("url", url, "a URL", hint)
         return ""
+    where = quote(redacted(str(url)))
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as error:
-        options.problem(E_SOURCE, f"url {quote(str(url))} is not a valid URL ({error})", hint)
+        options.problem(E_SOURCE, f"url {where} is not a valid URL ({error})", hint)
         return str(url)
     if parsed.scheme not in ("http", "https") or not parsed.host:
-        options.problem(E_SOURCE, f"url {quote(str(url))} is not an absolute http(s) URL", hint)
+        options.problem(E_SOURCE, f"url {where} is not an absolute http(s) URL", hint)
     return str(parsed)
 
 

@@ -213,6 +213,14 @@ def test_redis_provider_reports_every_problem_at_once_and_hides_the_password() -
     ]
 
 
+def test_a_remote_url_is_shown_without_its_password() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        RemoteJSONProvider("ftp://deploy:hunter2@config.example/cors@2.json")
+    assert caught.value.problems[0].message == (
+        "RemoteJSONProvider: url 'ftp://deploy:***@config.example/cors@2.json' is not an absolute http(s) URL"
+    )
+
+
 def test_a_long_or_hostile_value_is_quoted_on_one_line() -> None:
     with pytest.raises(ConfigurationError) as caught:
         FileProvider("cors.json", poll_interval="1\n- corsengine.E000: forged" + "x" * 200)  # type: ignore[arg-type]
