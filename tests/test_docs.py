@@ -1,25 +1,147 @@
-"""Docs cannot drift: every Python example in the README and docs/ runs here."""
+"""Docs cannot drift: every Python example in the README and docs/ runs here, each on its own."""
 
 from __future__ import annotations
 
+import re
 import warnings
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import cast
 
+import anyio
 import pytest
 from starlette.testclient import TestClient
 
-from .doc_examples import ROOT, python_blocks, run_blocks
+from corsengine import Policy
+from corsengine.providers import RedisProvider
+
+from .doc_examples import ROOT, CodeBlock, Example, examples, python_blocks
+from .providers.servers import RedisServer, redis_server
 
 # Pages whose examples need files and fixtures run in tests/test_docs_cli.py instead.
 OWN_RUNNER = {"cli.md", "testing.md"}
 DOCS = [ROOT / "README.md", *(p for p in sorted((ROOT / "docs").glob("*.md")) if p.name not in OWN_RUNNER)]
+EXAMPLES = [example for path in DOCS for example in examples(path)]
+
+# Functions that an example defines for the reader to call (so it never calls them itself),
+# and the test below that calls them, more than once where a reader would.
+CALLED_BY = {
+    "providers.md:onboard_partner": "test_onboarding_a_partner_twice_against_a_real_redis",
+    "providers.md:offboard_partner": "test_onboarding_a_partner_twice_against_a_real_redis",
+}
 
 
-@pytest.mark.parametrize("path", [p for p in DOCS if python_blocks(p)], ids=lambda p: p.name)
-def test_examples_run(path: Path) -> None:
+def example_defining(name: str) -> Example:
+    (found,) = (example for example in EXAMPLES if f"def {name}(" in example.block.code)
+    return found
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=str)
+def test_each_example_runs_on_its_own(example: Example) -> None:
+    """As a reader would paste it: a fresh namespace, so it needs its own imports and app."""
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # an example that warns teaches the wrong thing
-        run_blocks(path)
+        example.run()
+
+
+def test_every_function_an_example_leaves_to_the_reader_is_called_by_a_test() -> None:
+    uncalled = {
+        f"{example.path.name}:{name}" for example in EXAMPLES for name in example.uncalled_functions()
+    }
+    assert uncalled == set(CALLED_BY)
+    assert all(name in globals() for name in CALLED_BY.values())
+
+
+def test_the_readme_examples_stand_alone() -> None:
+    assert not [str(example) for example in examples(ROOT / "README.md") if example.block.continues]
+
+
+def test_a_block_runs_alone_unless_it_says_it_continues(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        "```python\nx = 1\n```\n\n```python continues\ny = x + 1\n```\n\n"
+        "```python continues\nz = y + 1\n```\n\n```python\nw = x\n```\n"
+    )
+    found = examples(page)
+    assert [str(example) for example in found] == ["page.md:1", "page.md:5", "page.md:9", "page.md:13"]
+    assert [len(example.blocks) for example in found] == [1, 2, 3, 1]
+    assert found[2].run()["z"] == 3
+    with pytest.raises(NameError, match="'x'"):
+        found[3].run()
+    assert found[1].block == CodeBlock("python", "y = x + 1\n", 5, None, continues=True)
+
+    page.write_text("```python continues\nx = 1\n```\n")
+    with pytest.raises(ValueError, match="no python block comes before it"):
+        examples(page)
+
+
+def test_uncalled_functions_are_found(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        "```python\ndef used(): ...\nasync def left(url): ...\ndef called(): ...\n"
+        "handler = used\ncalled()\n```\n"
+    )
+    (example,) = examples(page)
+    assert example.uncalled_functions() == ["left"]
+
+
+def test_the_readme_runtime_swap_serves_the_swapped_allowlist(capsys: pytest.CaptureFixture[str]) -> None:
+    namespace = example_defining("is_tenant").run()
+    assert capsys.readouterr().out.splitlines() == [
+        "added ['https://partner.example'] removed []",
+        "added [] removed ['https://partner.example']",  # a predicate lists nothing
+    ]
+    with TestClient(namespace["app"]) as client:  # type: ignore[arg-type]
+        for origin, allowed in [
+            ("https://acme.tenant.example", True),
+            ("https://app.example.com", True),
+            ("https://partner.example", False),  # the last swap replaced the list
+        ]:
+            response = client.get("/", headers={"Origin": origin})
+            assert ("access-control-allow-origin" in response.headers) is allowed, origin
+
+
+@pytest.fixture(scope="module")
+def redis() -> Iterator[RedisServer]:
+    with redis_server() as server:  # its own server: the example uses the default key
+        yield server
+
+
+@pytest.mark.redis
+def test_onboarding_a_partner_twice_against_a_real_redis(redis: RedisServer) -> None:
+    namespace = example_defining("onboard_partner").run()
+    onboard = cast(Callable[[str, str], Awaitable[list[str]]], namespace["onboard_partner"])
+    offboard = cast(Callable[[str, str], Awaitable[int]], namespace["offboard_partner"])
+    policy = Policy(allow_origins=RedisProvider(redis.url))
+
+    async def scenario() -> None:
+        assert await onboard(redis.url, "https://partner.example") == ["https://partner.example"]
+        # Again, and in another spelling of the same origin: nothing changes.
+        assert await onboard(redis.url, "HTTPS://Partner.Example:443") == ["https://partner.example"]
+        assert await onboard(redis.url, "https://b.example") == [
+            "https://b.example",
+            "https://partner.example",
+        ]
+        await policy.refresh()
+        assert (await policy.aevaluate("https://b.example")).allowed
+        assert await offboard(redis.url, "https://partner.example") == 1
+        assert await offboard(redis.url, "https://partner.example") == 0
+        await policy.refresh()
+        assert not (await policy.aevaluate("https://partner.example")).allowed
+        assert (await policy.aevaluate("https://b.example")).allowed
+        await policy.aclose()
+
+    anyio.run(scenario)
+
+
+def test_the_error_code_table_lists_every_code_the_package_raises() -> None:
+    code = re.compile(r"corsengine\.E\d{3}")
+    raised = {
+        found for path in (ROOT / "corsengine").rglob("*.py") for found in code.findall(path.read_text())
+    }
+    table = (ROOT / "docs" / "configuration.md").read_text()
+    documented = set(re.findall(rf"^\| `({code.pattern})` \|", table, re.MULTILINE))
+    assert raised == documented
 
 
 def test_the_blog_snippet_opens_the_readme_and_serves() -> None:

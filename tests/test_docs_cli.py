@@ -13,7 +13,7 @@ from corsengine import Policy
 from corsengine._cli import main
 from corsengine.testing import assert_allowed
 
-from .doc_examples import CodeBlock, code_blocks
+from .doc_examples import CodeBlock, Example, code_blocks, examples
 
 pytest_plugins = ["pytester"]
 
@@ -59,9 +59,9 @@ def test_cli_transcripts(
     assert out + err == expected
 
 
-@pytest.mark.parametrize("block", code_blocks(CLI), ids=str)
-def test_cli_python_examples(cli_files: Path, block: CodeBlock) -> None:
-    exec(compile(block.code, f"{CLI}:{block.line}", "exec"), {"__name__": "docs_example"})
+@pytest.mark.parametrize("example", examples(CLI), ids=str)
+def test_cli_python_examples(cli_files: Path, example: Example) -> None:
+    example.run()  # on its own, in a fresh namespace
 
 
 def test_the_json_example_is_the_toml_example(cli_files: Path) -> None:
@@ -76,9 +76,11 @@ def test_the_json_example_is_the_toml_example(cli_files: Path) -> None:
 
 
 def test_testing_examples_pass_under_pytest(pytester: pytest.Pytester) -> None:
+    # Each block is a test module of its own, as a reader would paste it (its own imports).
     write_titled_files(TESTING, pytester.path)
     blocks = code_blocks(TESTING)
-    pytester.makepyfile(test_docs_examples="\n\n".join(block.code for block in blocks))
+    assert not [str(block) for block in blocks if block.continues]
+    pytester.makepyfile(**{f"test_docs_line_{block.line}": block.code for block in blocks})
     result = pytester.runpytest("-p", "no:cacheprovider")
     tests = sum(block.code.count("\ndef test_") + block.code.startswith("def test_") for block in blocks)
     parametrized = 7  # the decision table has 8 rows: one test function, 8 tests

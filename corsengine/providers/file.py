@@ -13,10 +13,12 @@ from typing import Any, Literal
 
 import anyio
 
+from .._origin import quote
 from .._patterns import Rules
 from ..exceptions import ProviderError
 from ._base import BaseProvider
 from ._document import Document, parse_document
+from ._options import E_SOURCE, Options, shown
 
 logger = logging.getLogger("corsengine")
 
@@ -25,6 +27,7 @@ DEFAULT_FILE_TTL = 300.0
 DEFAULT_MAX_FILE_BYTES = 1_000_000
 
 Format = Literal["json", "toml"]
+_SUFFIXES: dict[str, Format] = {".json": "json", ".toml": "toml"}
 # What identifies one version of the file: an editor's rename gives a new inode even when
 # the size and the mtime happen to match.
 Signature = tuple[int, int, int, int] | None
@@ -60,19 +63,30 @@ class FileProvider(BaseProvider):
         max_bytes: int = DEFAULT_MAX_FILE_BYTES,
         use_watchfiles: bool = True,
     ) -> None:
-        self.path = Path(path)
+        options = Options("FileProvider")
+        readable = options.path("path", path)
+        self.path = Path(path) if readable else Path()
         if format is None:
-            suffix = self.path.suffix.lower()
-            if suffix not in (".json", ".toml"):
-                raise ValueError(
-                    f"cannot tell the format of {self.path} from its suffix: pass format='json' or 'toml'"
+            format = _SUFFIXES.get(self.path.suffix.lower())
+            if format is None and readable:
+                options.problem(
+                    E_SOURCE,
+                    f"cannot tell the format of {quote(str(self.path))} from its suffix",
+                    "name the file .json or .toml, or pass format='json' or format='toml'",
                 )
-            format = "json" if suffix == ".json" else "toml"
-        if format not in ("json", "toml"):
-            raise ValueError(f"format must be 'json' or 'toml', not {format!r}")
-        if poll_interval <= 0:
-            raise ValueError("poll_interval must be positive")
-        self.format: Format = format
+        elif format not in _SUFFIXES.values():
+            options.problem(
+                E_SOURCE,
+                f"format={shown(format)} is not a format FileProvider reads",
+                "pass format='json' or format='toml'",
+            )
+        options.seconds("poll_interval", poll_interval, example=DEFAULT_POLL_INTERVAL)
+        options.seconds("ttl", ttl, example=DEFAULT_FILE_TTL)
+        options.flag("allow_regexes", allow_regexes)
+        options.count("max_bytes", max_bytes, minimum=1, example="1_000_000")
+        options.flag("use_watchfiles", use_watchfiles)
+        options.raise_problems()
+        self.format: Format = format or "json"
         self.poll_interval = poll_interval
         self.ttl: float | None = ttl
         self.allow_regexes = allow_regexes

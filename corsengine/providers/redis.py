@@ -25,6 +25,8 @@ from .._origin import quote
 from .._patterns import Rules, compile_entries
 from ..exceptions import ConfigurationError, Problem, ProviderError
 from ._base import BaseProvider
+from ._options import E_SOURCE, Options
+from ._options import redacted as redacted  # re-exported: the CLI's messages use it too
 from .dynamic import validate_entries
 
 logger = logging.getLogger("corsengine")
@@ -37,6 +39,8 @@ DEFAULT_REDIS_TIMEOUT = 2.0
 DEFAULT_RECONNECT_INITIAL = 0.1
 DEFAULT_RECONNECT_MAX = 10.0
 DEFAULT_HEALTH_INTERVAL = 10.0
+# What redis-py's from_url() connects to.
+_SCHEMES = ("redis", "rediss", "unix")
 
 Client = aioredis.Redis
 # Connection trouble: redis-py raises its own errors, asyncio and the OS theirs.
@@ -107,10 +111,22 @@ class RedisProvider(BaseProvider):
         reconnect_max: float = DEFAULT_RECONNECT_MAX,
         health_interval: float = DEFAULT_HEALTH_INTERVAL,
     ) -> None:
-        if not 0 < reconnect_initial <= reconnect_max:
-            raise ValueError("need 0 < reconnect_initial <= reconnect_max")
-        if health_interval <= 0:
-            raise ValueError("health_interval must be positive")
+        options = Options("RedisProvider")
+        if options.text("url", url, example=DEFAULT_URL) and url.partition("://")[0].lower() not in _SCHEMES:
+            options.problem(
+                E_SOURCE,
+                f"url {quote(redacted(url))} is not a Redis URL",
+                f"use redis://, rediss:// (TLS) or unix://, e.g. url={DEFAULT_URL!r}",
+            )
+        options.text("key", key, example=DEFAULT_KEY)
+        options.text("channel", channel, example=DEFAULT_CHANNEL)
+        options.seconds("ttl", ttl, example=DEFAULT_REDIS_TTL)
+        options.seconds("timeout", timeout, example=DEFAULT_REDIS_TIMEOUT)
+        options.seconds("reconnect_initial", reconnect_initial, example=DEFAULT_RECONNECT_INITIAL)
+        options.seconds("reconnect_max", reconnect_max, example=DEFAULT_RECONNECT_MAX)
+        options.ordered("reconnect_initial", reconnect_initial, "reconnect_max", reconnect_max)
+        options.seconds("health_interval", health_interval, example=DEFAULT_HEALTH_INTERVAL)
+        options.raise_problems()
         self.url = url
         self.key = key
         self.channel = channel
@@ -212,16 +228,6 @@ class RedisProvider(BaseProvider):
 async def _quietly_close(pubsub: Any) -> None:
     with contextlib.suppress(*UNAVAILABLE):
         await pubsub.aclose()
-
-
-def redacted(url: str) -> str:
-    """The URL without its password, for log lines."""
-    scheme, sep, rest = url.partition("://")
-    if sep and "@" in rest:
-        credentials, _, host = rest.rpartition("@")
-        user = credentials.partition(":")[0]
-        return f"{scheme}://{user + ':***' if user else '***'}@{host}"
-    return url
 
 
 def _describe(error: BaseException) -> str:

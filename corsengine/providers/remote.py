@@ -19,6 +19,7 @@ from .._patterns import Rules
 from ..exceptions import ProviderError
 from ._base import BaseProvider
 from ._document import Document, parse_document
+from ._options import E_SOURCE, Options, redacted
 
 logger = logging.getLogger("corsengine")
 
@@ -91,11 +92,25 @@ class RemoteJSONProvider(BaseProvider):
         cache_path: str | os.PathLike[str] | None = None,
         cache_max_age: float | None = DEFAULT_CACHE_MAX_AGE,
     ) -> None:
-        if not 0 <= min_ttl <= max_ttl:
-            raise ValueError(f"need 0 <= min_ttl <= max_ttl, got min_ttl={min_ttl}, max_ttl={max_ttl}")
-        if max_bytes <= 0 or max_redirects < 0:
-            raise ValueError("max_bytes must be positive and max_redirects not negative")
-        self.url = str(httpx.URL(url))
+        options = Options("RemoteJSONProvider")
+        self.url = _checked_url(url, options)
+        if client is not None and not isinstance(client, httpx.AsyncClient):
+            hint = "pass an httpx.AsyncClient, or leave client out to let the provider make one"
+            options.wrong_type("client", client, "an httpx.AsyncClient", hint, show=False)
+        options.seconds("ttl", ttl, example=DEFAULT_REMOTE_TTL)
+        options.seconds("min_ttl", min_ttl, example=DEFAULT_MIN_TTL)
+        options.seconds("max_ttl", max_ttl, example=DEFAULT_MAX_TTL)
+        options.ordered("min_ttl", min_ttl, "max_ttl", max_ttl)
+        options.seconds("connect_timeout", connect_timeout, example=DEFAULT_CONNECT_TIMEOUT)
+        options.seconds("read_timeout", read_timeout, example=DEFAULT_READ_TIMEOUT)
+        options.seconds("timeout", timeout, example=DEFAULT_TOTAL_TIMEOUT)
+        options.count("max_bytes", max_bytes, minimum=1, example="1_000_000")
+        options.count("max_redirects", max_redirects, minimum=0, example=str(DEFAULT_MAX_REDIRECTS))
+        options.flag("allow_regexes", allow_regexes)
+        options.headers("headers", headers)
+        options.path("cache_path", cache_path, none=True)
+        options.seconds("cache_max_age", cache_max_age, example=DEFAULT_CACHE_MAX_AGE, none=True)
+        options.raise_problems()
         self.configured_ttl = min(max(ttl, min_ttl), max_ttl)
         self.ttl: float | None = self.configured_ttl
         self.min_ttl = min_ttl
@@ -288,6 +303,23 @@ class RemoteJSONProvider(BaseProvider):
 
     def __repr__(self) -> str:
         return f"RemoteJSONProvider({self.url!r})"
+
+
+def _checked_url(url: object, options: Options) -> str:
+    """The URL as httpx normalizes it; an http(s) URL with a host, or a problem."""
+    hint = "use an absolute http:// or https:// URL, e.g. 'https://config.example.com/cors.json'"
+    if not isinstance(url, str | httpx.URL):
+        options.wrong_type("url", url, "a URL", hint)
+        return ""
+    where = quote(redacted(str(url)))
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as error:
+        options.problem(E_SOURCE, f"url {where} is not a valid URL ({error})", hint)
+        return str(url)
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        options.problem(E_SOURCE, f"url {where} is not an absolute http(s) URL", hint)
+    return str(parsed)
 
 
 def _describe(error: BaseException) -> str:

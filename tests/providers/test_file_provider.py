@@ -14,7 +14,7 @@ import anyio
 import pytest
 
 from corsengine import Policy
-from corsengine.exceptions import ProviderError
+from corsengine.exceptions import ConfigurationError, ProviderError
 from corsengine.providers import FileProvider
 from corsengine.testing import FakeClock
 
@@ -89,12 +89,16 @@ async def test_a_missing_file_is_an_error(tmp_path: Path) -> None:
 
 
 def test_bad_options_fail_at_construction(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="from its suffix"):
+    # Every option's checks: tests/providers/test_options.py.
+    with pytest.raises(ConfigurationError, match="from its suffix") as caught:
         FileProvider(tmp_path / "cors.yaml")
-    with pytest.raises(ValueError, match="format must be"):
+    assert caught.value.codes == ("corsengine.E025",)
+    with pytest.raises(ConfigurationError, match="format='yaml'") as caught:
         FileProvider(tmp_path / "cors.json", format="yaml")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="poll_interval"):
+    assert caught.value.codes == ("corsengine.E025",)
+    with pytest.raises(ConfigurationError, match="poll_interval=0") as caught:
         FileProvider(tmp_path / "cors.json", poll_interval=0)
+    assert caught.value.codes == ("corsengine.E024",)
 
 
 def test_changed_sees_in_place_writes_renames_and_deletions(tmp_path: Path) -> None:

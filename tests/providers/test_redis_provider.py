@@ -108,10 +108,13 @@ async def test_redis_down_raises_and_the_policy_keeps_the_last_good(key: str) ->
 
 
 def test_validation_of_options_and_redaction() -> None:
-    with pytest.raises(ValueError, match="reconnect_initial"):
+    # Every option's checks: tests/providers/test_options.py.
+    with pytest.raises(ConfigurationError, match="reconnect_initial=0") as caught:
         RedisProvider(reconnect_initial=0)
-    with pytest.raises(ValueError, match="health_interval"):
+    assert caught.value.codes == ("corsengine.E024",)
+    with pytest.raises(ConfigurationError, match="health_interval=0") as caught:
         RedisProvider(health_interval=0)
+    assert caught.value.codes == ("corsengine.E024",)
     assert redacted("redis://user:secret@host:6379/0") == "redis://user:***@host:6379/0"
     assert redacted("redis://:secret@host/0") == "redis://***@host/0"
     assert redacted("redis://host/0") == "redis://host/0"

@@ -16,7 +16,7 @@ import pytest
 import respx
 
 from corsengine import Policy
-from corsengine.exceptions import ProviderError
+from corsengine.exceptions import ConfigurationError, ProviderError
 from corsengine.providers import RemoteJSONProvider
 from corsengine.providers.remote import cache_control_ttl
 from corsengine.testing import FakeClock
@@ -226,10 +226,13 @@ async def test_a_new_version_is_logged(
 
 
 def test_bad_options_fail_at_construction() -> None:
-    with pytest.raises(ValueError, match="min_ttl"):
+    # Every option's checks: tests/providers/test_options.py.
+    with pytest.raises(ConfigurationError, match="min_ttl=10 is greater than max_ttl=5") as caught:
         RemoteJSONProvider(URL, min_ttl=10, max_ttl=5)
-    with pytest.raises(ValueError, match="max_bytes"):
+    assert caught.value.codes == ("corsengine.E024",)
+    with pytest.raises(ConfigurationError, match="max_bytes=0") as caught:
         RemoteJSONProvider(URL, max_bytes=0)
+    assert caught.value.codes == ("corsengine.E024",)
     assert RemoteJSONProvider(URL, ttl=1, min_ttl=5).ttl == 5
 
 
