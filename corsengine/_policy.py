@@ -25,7 +25,8 @@ from ._patterns import Rules, compile_regex
 from ._resolver import DEFAULT_LOAD_TIMEOUT, DEFAULT_MAX_STALE, MEMO_SIZE, Change, Resolver, State
 from .exceptions import ConfigurationError, Problem
 from .providers._base import UnionProvider
-from .providers.dynamic import CallableProvider, check_number
+from .providers._options import Options
+from .providers.dynamic import CallableProvider
 from .providers.static import StaticProvider, compile_or_raise, string_not_list
 from .types import Clock, Provider, Scope
 
@@ -210,7 +211,7 @@ class Policy:
         if "*" in expose and self.allow_credentials:
             problems.append(
                 Problem(
-                    "corsengine.E022",
+                    "corsengine.E023",
                     "expose_headers=['*'] with allow_credentials=True exposes no header at all",
                     "Fetch reads '*' as a header literally named '*' on credentialed responses; "
                     "list the headers to expose, e.g. expose_headers=['X-Total']",
@@ -233,8 +234,10 @@ class Policy:
                     "Fetch fails a preflight whose status is not ok (200-299); use 200 or 204",
                 )
             )
-        check_number("timeout", timeout, problems, positive=True)
-        check_number("max_stale", max_stale, problems)
+        options = Options("Policy")
+        options.seconds("timeout", timeout, example=DEFAULT_LOAD_TIMEOUT)
+        options.seconds("max_stale", max_stale, example=DEFAULT_MAX_STALE, zero=True)
+        problems.extend(options.problems)
         static = origins.rules if isinstance(origins, StaticProvider) else Rules()
         self._check_credentials(static | regex_rules, problems)
         if problems:
@@ -292,7 +295,7 @@ class Policy:
             if accepts(value, 0) is False:
                 problems.append(
                     Problem(
-                        "corsengine.E020",
+                        "corsengine.E026",
                         f"allow_origins is the function {name_of(value)}, which cannot be called without "
                         "arguments",
                         "allow_origins takes a zero-argument function returning a list of origins; "

@@ -315,7 +315,7 @@ class Resolver:
             raise ConfigurationError(
                 [
                     Problem(
-                        "corsengine.E020",
+                        "corsengine.E026",
                         f"the change listener {name_of(listener)} cannot be called as listener(change)",
                         "a listener takes one argument, a corsengine.Change",
                     )

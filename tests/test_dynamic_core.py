@@ -170,7 +170,7 @@ def test_a_user_function_of_the_wrong_shape_is_a_configuration_error(
 ) -> None:
     with pytest.raises(ConfigurationError) as caught:
         make()
-    assert caught.value.codes == ("corsengine.E020",)
+    assert caught.value.codes == ("corsengine.E026",)
     assert names in str(caught.value) and "hint:" in str(caught.value)
 
 
@@ -194,7 +194,7 @@ def test_cache_size_zero_asks_every_time_and_never_fails() -> None:
 def test_a_negative_cache_size_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError) as caught:
         PredicateProvider(lambda origin: True, cache_size=-1, cache_ttl="60", timeout=True)  # type: ignore[arg-type]
-    assert caught.value.codes == ("corsengine.E021",) * 3
+    assert caught.value.codes == ("corsengine.E024",) * 3
 
 
 # --- 3. swap, refresh and on_change from any thread ------------------------------------------
@@ -352,7 +352,7 @@ def test_a_specific_regex_with_credentials_is_accepted() -> None:
 def test_expose_star_with_credentials_is_refused_with_a_hint() -> None:
     with pytest.raises(ConfigurationError) as caught:
         Policy([A], expose_headers=["*"], allow_credentials=True)
-    assert caught.value.codes == ("corsengine.E022",)
+    assert caught.value.codes == ("corsengine.E023",)
     assert "expose_headers=['X-Total']" in str(caught.value)
     assert Policy([A], expose_headers=["*"]).evaluate(A).headers["Access-Control-Expose-Headers"] == "*"
 

@@ -477,10 +477,10 @@ def test_union_provider_load_and_repr() -> None:
 def test_provider_constructor_errors() -> None:
     with pytest.raises(ConfigurationError) as caught:
         CallableProvider("not callable")  # type: ignore[arg-type]
-    assert caught.value.codes == ("corsengine.E020",)
+    assert caught.value.codes == ("corsengine.E026",)
     with pytest.raises(ConfigurationError) as caught:
         PredicateProvider(42)  # type: ignore[arg-type]
-    assert caught.value.codes == ("corsengine.E020",)
+    assert caught.value.codes == ("corsengine.E026",)
     with pytest.raises(ConfigurationError):
         StaticProvider("https://a.example")
 

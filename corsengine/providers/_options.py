@@ -16,6 +16,7 @@ from typing import Final, TypeGuard
 from ..exceptions import ConfigurationError, Problem
 
 E_OPTION: Final = "corsengine.E024"  # a provider option of the wrong type or out of range
+E_FLAG: Final = "corsengine.E019"  # a flag that is not True or False
 E_SOURCE: Final = "corsengine.E025"  # a provider source that can never be read (URL scheme, format)
 
 _SHOWN = 60
@@ -57,18 +58,22 @@ class Options:
         if self.problems:
             raise ConfigurationError(self.problems)
 
-    def wrong_type(self, name: str, value: object, expected: str, hint: str, *, show: bool = True) -> None:
+    def wrong_type(
+        self, name: str, value: object, expected: str, hint: str, *, show: bool = True, code: str = E_OPTION
+    ) -> None:
         kind = type(value).__name__
         what = f"{name}={shown(value)}" if show else name
         if value is None:
-            self.problem(E_OPTION, f"{what} is not {expected}", hint)
+            self.problem(code, f"{what} is not {expected}", hint)
         else:
             article = "an" if kind[:1].lower() in "aeiou" else "a"
-            self.problem(E_OPTION, f"{what} is {article} {kind}, not {expected}", hint)
+            self.problem(code, f"{what} is {article} {kind}, not {expected}", hint)
 
-    def seconds(self, name: str, value: object, *, example: float, none: bool = False) -> None:
-        """A positive, finite number of seconds (or None when ``none``)."""
-        if value is None and none:
+    def seconds(
+        self, name: str, value: object, *, example: float, none: bool = False, zero: bool = False
+    ) -> None:
+        """A positive, finite number of seconds (or None when ``none``, or 0 when ``zero``)."""
+        if (value is None and none) or (zero and value == 0 and not isinstance(value, bool)):
             return
         hint = f"use a positive number of seconds, e.g. {name}={example}"
         if none:
@@ -91,7 +96,7 @@ class Options:
     def flag(self, name: str, value: object) -> None:
         """True or False (a string such as 'false' would be truthy)."""
         if not isinstance(value, bool):
-            self.wrong_type(name, value, "True or False", f"pass {name}=True or {name}=False")
+            self.wrong_type(name, value, "True or False", f"pass {name}=True or {name}=False", code=E_FLAG)
 
     def text(self, name: str, value: object, *, example: str) -> TypeGuard[str]:
         """A non-empty string; True when it is one."""

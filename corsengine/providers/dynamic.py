@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Awaitable, Callable, Hashable, Iterable
 from typing import Any, Final
 
@@ -14,6 +13,7 @@ from .._patterns import Rules, compile_entries
 from ..exceptions import ConfigurationError, Problem, ProviderError
 from ..types import Scope
 from ._base import DEFAULT_TTL, BaseProvider, PredicateBase
+from ._options import Options
 
 OriginsFunction = Callable[[], Iterable[str] | Awaitable[Iterable[str]]]
 PredicateFunction = Callable[..., bool | Awaitable[bool]]
@@ -51,29 +51,10 @@ async def validate_entries_off_loop(result: object, source: str, *, regexes: Ite
 
 def _shape_problem(what: str, function: object, expected: str, hint: str) -> Problem:
     return Problem(
-        "corsengine.E020",
+        "corsengine.E026",
         f"{what} {name_of(function)} cannot be called as {expected}",
         hint,
     )
-
-
-def check_number(name: str, value: object, problems: list[Problem], *, positive: bool = False) -> None:
-    """A number option: a real int or float, not NaN, 0 or more (more than 0 if ``positive``)."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or math.isnan(value)
-        or value < 0
-        or (positive and value == 0)
-    ):
-        bound = "more than 0" if positive else "0 or more"
-        problems.append(
-            Problem(
-                "corsengine.E021",
-                f"{name}={value!r} is not a number {bound}",
-                f"give {name} as a number {bound}",
-            )
-        )
 
 
 class CallableProvider(BaseProvider):
@@ -87,7 +68,7 @@ class CallableProvider(BaseProvider):
         if not callable(function):
             problems.append(
                 Problem(
-                    "corsengine.E020",
+                    "corsengine.E026",
                     f"CallableProvider needs a function, got {type(function).__name__}",
                     "pass a zero-argument function returning a list of origins",
                 )
@@ -102,7 +83,9 @@ class CallableProvider(BaseProvider):
                     "to decide per origin, use PredicateProvider(fn)",
                 )
             )
-        check_number("ttl", ttl, problems)
+        options = Options("CallableProvider")
+        options.seconds("ttl", ttl, example=DEFAULT_TTL)
+        problems.extend(options.problems)
         if problems:
             raise ConfigurationError(problems)
         self.function = function
@@ -154,7 +137,7 @@ class PredicateProvider(PredicateBase):
         if not callable(function):
             problems.append(
                 Problem(
-                    "corsengine.E020",
+                    "corsengine.E026",
                     f"PredicateProvider needs a function, got {type(function).__name__}",
                     "pass fn(origin) -> bool, or fn(origin, scope) -> bool when it needs the request",
                 )
@@ -174,7 +157,7 @@ class PredicateProvider(PredicateBase):
             if not takes_request:
                 problems.append(
                     Problem(
-                        "corsengine.E020",
+                        "corsengine.E026",
                         "cache_key is given for a predicate that does not take the request",
                         "a predicate of the origin alone is cached per origin already; drop cache_key",
                     )
@@ -193,7 +176,7 @@ class PredicateProvider(PredicateBase):
         if isinstance(vary, str) or not isinstance(vary, Iterable):
             problems.append(
                 Problem(
-                    "corsengine.E021",
+                    "corsengine.E024",
                     f"vary={vary!r} is not a list of header names",
                     "write vary=['X-Tenant']",
                 )
@@ -204,20 +187,15 @@ class PredicateProvider(PredicateBase):
                 if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_" for c in name):
                     problems.append(
                         Problem(
-                            "corsengine.E021", f"vary entry {name!r} is not a header name", "e.g. 'X-Tenant'"
+                            "corsengine.E024", f"vary entry {name!r} is not a header name", "e.g. 'X-Tenant'"
                         )
                     )
-        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
-            problems.append(
-                Problem(
-                    "corsengine.E021",
-                    f"cache_size={cache_size!r} is not a whole number 0 or more",
-                    "0 turns the cache off; the default is 10,000",
-                )
-            )
-        check_number("cache_ttl", cache_ttl, problems)
-        check_number("failure_ttl", failure_ttl, problems)
-        check_number("timeout", timeout, problems, positive=True)
+        options = Options("PredicateProvider")
+        options.count("cache_size", cache_size, minimum=0, example="10_000 (0 turns the cache off)")
+        options.seconds("cache_ttl", cache_ttl, example=DEFAULT_PREDICATE_CACHE_TTL)
+        options.seconds("failure_ttl", failure_ttl, example=DEFAULT_PREDICATE_FAILURE_TTL)
+        options.seconds("timeout", timeout, example=DEFAULT_PREDICATE_TIMEOUT)
+        problems.extend(options.problems)
         if problems:
             raise ConfigurationError(problems)
         self.function = function

@@ -13,6 +13,7 @@ from corsengine.exceptions import ConfigurationError
 from corsengine.providers import FileProvider, RedisProvider, RemoteJSONProvider
 
 OPTION = "corsengine.E024"
+FLAG = "corsengine.E019"
 SOURCE = "corsengine.E025"
 URL = "https://config.example/cors.json"
 
@@ -46,8 +47,8 @@ CASES = [
     pytest.param(file_provider, {"ttl": None}, [OPTION], id="file-none-ttl"),
     pytest.param(file_provider, {"max_bytes": 0}, [OPTION], id="file-zero-max-bytes"),
     pytest.param(file_provider, {"max_bytes": 1e6}, [OPTION], id="file-float-max-bytes"),
-    pytest.param(file_provider, {"allow_regexes": "false"}, [OPTION], id="file-string-flag"),
-    pytest.param(file_provider, {"use_watchfiles": 0}, [OPTION], id="file-int-flag"),
+    pytest.param(file_provider, {"allow_regexes": "false"}, [FLAG], id="file-string-flag"),
+    pytest.param(file_provider, {"use_watchfiles": 0}, [FLAG], id="file-int-flag"),
     # RemoteJSONProvider
     pytest.param(remote_provider, {"url": "ftp://config.example/cors.json"}, [SOURCE], id="remote-ftp"),
     pytest.param(remote_provider, {"url": "config.example/cors.json"}, [SOURCE], id="remote-no-scheme"),
@@ -66,7 +67,7 @@ CASES = [
     pytest.param(remote_provider, {"max_bytes": True}, [OPTION], id="remote-bool-max-bytes"),
     pytest.param(remote_provider, {"max_redirects": -1}, [OPTION], id="remote-negative-redirects"),
     pytest.param(remote_provider, {"max_redirects": 2.0}, [OPTION], id="remote-float-redirects"),
-    pytest.param(remote_provider, {"allow_regexes": 1}, [OPTION], id="remote-int-flag"),
+    pytest.param(remote_provider, {"allow_regexes": 1}, [FLAG], id="remote-int-flag"),
     pytest.param(remote_provider, {"headers": [("A", "b")]}, [OPTION], id="remote-headers-not-mapping"),
     pytest.param(remote_provider, {"headers": {"X-N": 1}}, [OPTION], id="remote-header-not-string"),
     pytest.param(remote_provider, {"headers": {"X Token": "a"}}, [OPTION], id="remote-header-name-not-token"),
@@ -138,11 +139,11 @@ def test_file_provider_reports_every_problem_at_once() -> None:
         "(hint: use a positive number of seconds, e.g. poll_interval=1.0)",
         "corsengine.E024: FileProvider: ttl=-1 is out of range: it must be positive "
         "(hint: use a positive number of seconds, e.g. ttl=300.0)",
-        "corsengine.E024: FileProvider: allow_regexes='no' is a str, not True or False "
+        "corsengine.E019: FileProvider: allow_regexes='no' is a str, not True or False "
         "(hint: pass allow_regexes=True or allow_regexes=False)",
         "corsengine.E024: FileProvider: max_bytes=0 is out of range: it must be at least 1 "
         "(hint: use a whole number from 1 up, e.g. max_bytes=1_000_000)",
-        "corsengine.E024: FileProvider: use_watchfiles=None is not True or False "
+        "corsengine.E019: FileProvider: use_watchfiles=None is not True or False "
         "(hint: pass use_watchfiles=True or use_watchfiles=False)",
     ]
 
@@ -165,7 +166,7 @@ def test_remote_provider_reports_every_problem_at_once() -> None:
             cache_path=3,  # type: ignore[arg-type]
             cache_max_age=-1,
         )
-    assert caught.value.codes == (SOURCE,) + (OPTION,) * 12
+    assert caught.value.codes == (SOURCE,) + (OPTION,) * 8 + (FLAG,) + (OPTION,) * 3
     messages = [problem.message.removeprefix("RemoteJSONProvider: ") for problem in caught.value.problems]
     assert messages == [
         "url 'ftp://config.example/cors.json' is not an absolute http(s) URL",
