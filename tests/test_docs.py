@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
 import pytest
+from markdown.extensions.toc import slugify
 from starlette.testclient import TestClient
 
 from .doc_examples import ROOT, python_blocks, run_blocks
@@ -57,3 +59,53 @@ def test_the_same_snippet_crashes_with_starlettes_middleware() -> None:
 
     with pytest.raises(TypeError, match="not iterable"):
         StarletteCORS(lambda scope, receive, send: None, allow_origins=custom_origins)  # type: ignore[arg-type]
+
+
+# Links in the README: inline links and images, reference definitions, HTML attributes.
+_INLINE_LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)")
+_REFERENCE_LINK = re.compile(r"^ {0,3}\[[^\]]+\]:\s*<?([^\s>]+)", re.MULTILINE)
+_HTML_LINK = re.compile(r"""\b(?:href|src)\s*=\s*["']([^"']+)""", re.IGNORECASE)
+_FENCED = re.compile(r"^(`{3,}|~{3,}).*?^\1", re.MULTILINE | re.DOTALL)
+_CODE_SPAN = re.compile(r"`[^`\n]*`")
+
+
+def readme_links() -> list[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    text = _CODE_SPAN.sub("", _FENCED.sub("", text))
+    return [m for pattern in (_INLINE_LINK, _REFERENCE_LINK, _HTML_LINK) for m in pattern.findall(text)]
+
+
+def docs_site_url() -> str:
+    (url,) = re.findall(
+        r"^site_url:\s*(\S+)", (ROOT / "mkdocs.yml").read_text(encoding="utf-8"), re.MULTILINE
+    )
+    return url
+
+
+def test_readme_links_work_on_a_package_index() -> None:
+    """PyPI shows the README without the repository around it: every link must be absolute."""
+    links = readme_links()
+    assert len(links) >= 10
+    relative = [link for link in links if not link.startswith(("https://", "#"))]
+    assert relative == [], "use absolute URLs (the docs site) instead of relative links"
+
+
+def test_readme_links_to_the_docs_site_name_real_pages() -> None:
+    site = docs_site_url()
+    checked = 0
+    for link in readme_links():
+        if not link.startswith(site):
+            continue
+        path, _, anchor = link.removeprefix(site).partition("#")
+        if not path:
+            page = ROOT / "docs" / "index.md"
+        elif path.endswith("/"):
+            page = ROOT / "docs" / f"{path.rstrip('/')}.md"
+        else:
+            page = ROOT / "docs" / path  # an image or another file copied into the site
+        assert page.is_file(), f"{link}: no {page.relative_to(ROOT)}"
+        if anchor:
+            headings = re.findall(r"^#+\s+(.*)$", page.read_text(encoding="utf-8"), re.MULTILINE)
+            assert anchor in {slugify(heading, "-") for heading in headings}, link
+        checked += 1
+    assert checked >= 10
