@@ -109,3 +109,15 @@ def test_readme_links_to_the_docs_site_name_real_pages() -> None:
             assert anchor in {slugify(heading, "-") for heading in headings}, link
         checked += 1
     assert checked >= 10
+
+
+def test_the_changelog_has_the_released_version() -> None:
+    """Keep a Changelog: an Unreleased section on top, this version's, and their link references."""
+    import corsengine
+
+    text = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    version = corsengine.__version__
+    headings = re.findall(r"^## \[([^\]]+)\]", text, re.MULTILINE)
+    assert headings[:1] == ["Unreleased"] and version in headings
+    for heading in headings:
+        assert re.search(rf"^\[{re.escape(heading)}\]: https://", text, re.MULTILINE), heading
