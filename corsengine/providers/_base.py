@@ -19,6 +19,17 @@ class BaseProvider:
     """Convenience base for providers: ``|`` combines providers into a union.
 
     Subclasses implement ``load()``; ``ttl`` is how long a snapshot stays fresh.
+
+    Examples:
+        >>> from corsengine import Policy
+        >>> from corsengine.providers import BaseProvider, Rules, StaticProvider
+        >>> class Partners(BaseProvider):
+        ...     ttl = 60.0
+        ...     async def load(self) -> Rules:
+        ...         return Rules.from_entries(["https://*.partner.example"])
+        >>> policy = Policy(allow_origins=Partners() | StaticProvider(["https://app.example.com"]))
+        >>> policy.evaluate("https://eu.partner.example").allowed
+        True
     """
 
     ttl: float | None = None  # None: the snapshot never goes stale
@@ -37,10 +48,17 @@ class BaseProvider:
 
 
 class UnionProvider(BaseProvider):
-    """Allows an origin when any member allows it. A failing member contributes nothing.
+    r"""Allows an origin when any member allows it. A failing member contributes nothing.
 
     The resolver caches each member separately (each with its own TTL and last good
-    snapshot); ``load()`` here only serves direct use outside a resolver.
+    snapshot); ``load()`` here only serves direct use outside a resolver. ``a | b`` builds
+    one, flattening nested unions.
+
+    Examples:
+        >>> from corsengine.providers import RegexProvider, StaticProvider, UnionProvider
+        >>> union = StaticProvider(["https://app.example.com"]) | RegexProvider(r"https://[a-z]+\.example\.org")
+        >>> isinstance(union, UnionProvider), len(union.members)
+        (True, 2)
     """
 
     def __init__(self, members: Iterable[Provider]) -> None:
