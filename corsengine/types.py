@@ -22,7 +22,7 @@ Clock = Callable[[], float]
 class Provider(Protocol):
     """Anything that produces an allowlist snapshot.
 
-    ``load()`` returns the current :class:`~corsengine.providers.Rules`; raise any exception
+    ``load()`` returns the current `corsengine.providers.Rules`; raise any exception
     (or return rules built from bad data, which the provider should reject itself) and the
     resolver keeps the last good snapshot. ``ttl`` is how many seconds a snapshot stays
     fresh (``None``: forever). Optional extras the resolver uses when present:

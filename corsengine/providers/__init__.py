@@ -1,7 +1,7 @@
 r"""Providers produce allowlists; the resolver caches them; ``|`` combines them.
 
-Write your own by implementing :class:`~corsengine.types.Provider` (an async ``load()``
-returning :class:`Rules`, and a ``ttl``), or subclass :class:`BaseProvider`.
+Write your own by implementing `corsengine.types.Provider` (an async ``load()``
+returning `Rules`, and a ``ttl``), or subclass `BaseProvider`.
 Optional providers (remote JSON, file, Redis) are imported lazily, so their extra
 dependencies are only needed when used.
 
