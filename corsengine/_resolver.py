@@ -40,7 +40,20 @@ MEMO_SIZE = 4096
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """What a refresh or swap changed in the allowlist (rule texts)."""
+    """What a refresh or swap changed in the allowlist (rule texts).
+
+    `Policy.on_change` listeners receive one after every change.
+
+    Examples:
+        >>> from corsengine import Policy
+        >>> policy = Policy(allow_origins=["https://a.example"])
+        >>> changes = []
+        >>> unsubscribe = policy.on_change(changes.append)
+        >>> policy.swap(["https://b.example"])
+        >>> changes[-1]
+        Change(added=frozenset({'https://b.example'}), removed=frozenset({'https://a.example'}))
+        >>> unsubscribe()
+    """
 
     added: frozenset[str]
     removed: frozenset[str]

@@ -35,19 +35,6 @@ CONSTANTS = (int, float, str)
 # when the example lands (the test then passes, and strict xfail makes it fail until then).
 PENDING = {
     "corsengine.providers.Rules": "corsengine/_patterns.py is being changed in another branch",
-    **dict.fromkeys(
-        [
-            "corsengine.CORSMiddleware",
-            "corsengine.Change",
-            "corsengine.Decision",
-            "corsengine.Policy",
-            "corsengine.load_policy",
-            "corsengine.providers.CallableProvider",
-            "corsengine.providers.PredicateBase",
-            "corsengine.providers.PredicateProvider",
-        ],
-        "the dynamic core's modules are being rewritten: their examples land in one last commit",
-    ),
 }
 
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE

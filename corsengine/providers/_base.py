@@ -84,7 +84,23 @@ class UnionProvider(BaseProvider):
 
 
 class PredicateBase(BaseProvider):
-    """Marker base for providers that decide per origin instead of listing origins."""
+    """Base for providers that decide per origin instead of listing origins.
+
+    Implement ``async def allows(self, origin, scope) -> bool`` and set ``cache_size``,
+    ``cache_ttl`` and ``timeout``: the resolver caches each answer per origin (bounded
+    LRU with a TTL), and a predicate that raises or times out refuses that request.
+    `PredicateProvider` wraps a plain function.
+
+    Examples:
+        >>> from corsengine import Policy
+        >>> from corsengine.providers import PredicateBase
+        >>> class CustomerOrigins(PredicateBase):
+        ...     cache_size, cache_ttl, timeout = 1_000, 60.0, 1.0
+        ...     async def allows(self, origin, scope):
+        ...         return origin.endswith(".customers.example")  # a tenant-table lookup
+        >>> Policy(allow_origins=CustomerOrigins()).evaluate("https://acme.customers.example").allowed
+        True
+    """
 
     cache_size: int
     cache_ttl: float

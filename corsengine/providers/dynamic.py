@@ -40,6 +40,16 @@ class CallableProvider(BaseProvider):
     """Origins (and wildcard patterns) returned by a zero-argument function, sync or async.
 
     The function is called at most once per ``ttl`` seconds, whatever the request rate.
+    A function given as ``allow_origins=`` becomes one with the default TTL (30 s).
+
+    Examples:
+        >>> from corsengine import Policy
+        >>> from corsengine.providers import CallableProvider
+        >>> async def origins_from_database():
+        ...     return ["https://tenant-a.example", "https://*.tenant-b.example"]
+        >>> policy = Policy(allow_origins=CallableProvider(origins_from_database, ttl=300))
+        >>> policy.evaluate("https://eu.tenant-b.example").allowed
+        True
     """
 
     def __init__(self, function: OriginsFunction, *, ttl: float = DEFAULT_TTL) -> None:
@@ -64,6 +74,17 @@ class PredicateProvider(PredicateBase):
     For allowlists that cannot be listed (a tenant table). Only a real ``True`` allows.
     Answers are cached per origin (LRU with a TTL, bounded by ``cache_size``); a swap or
     refresh of the policy revokes the cache at once.
+
+    Examples:
+        >>> from corsengine import Policy
+        >>> from corsengine.providers import PredicateProvider
+        >>> async def is_customer(origin, scope):
+        ...     return origin.endswith(".customers.example")  # a tenant-table lookup
+        >>> policy = Policy(allow_origins=PredicateProvider(is_customer, cache_size=10_000, cache_ttl=60))
+        >>> policy.evaluate("https://acme.customers.example").allowed
+        True
+        >>> policy.evaluate("https://customers.example.evil.net").allowed
+        False
     """
 
     def __init__(
