@@ -8,8 +8,9 @@ STAMP := $(VENV)/.installed
 DEBIAN_PACKAGES := chromium:chromium redis-server:redis-server wrk:wrk
 HOST ?= 127.0.0.1
 PORT ?= 8000
+DOCS_PORT ?= 8001
 
-.PHONY: install system-deps demo test lint typecheck pytest bench docs clean
+.PHONY: install system-deps demo test lint typecheck pytest bench docs docs-serve dist clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,10 +49,24 @@ pytest: install system-deps
 	$(BIN)/coverage run -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 	$(BIN)/coverage report --fail-under=95
 
-test: lint typecheck pytest
+# The docs site, with --strict: a broken link, anchor or API reference is an error.
+# (Not --quiet: it hides the warnings that --strict counts, and the build passes.)
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+docs-serve: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict --dev-addr $(HOST):$(DOCS_PORT)
+
+# The wheel and the sdist, checked as PyPI would (tests/test_packaging.py checks their contents).
+dist: install
+	rm -rf dist
+	$(BIN)/python -m build --no-isolation --outdir dist
+	$(BIN)/twine check --strict dist/*
+
+test: lint typecheck docs pytest
 
 bench: install system-deps
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .coverage .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .coverage .pytest_cache .mypy_cache .ruff_cache site dist

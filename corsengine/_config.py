@@ -449,9 +449,19 @@ def read_config(path: str | Path) -> LoadedConfig:
 
 
 def load_policy(path: str | Path, *, clock: Clock | None = None) -> Policy:
-    """Build a :class:`Policy` from a TOML or JSON file.
+    r"""Build a `Policy` from a TOML or JSON file.
 
-    Raises :class:`ConfigurationError` listing every problem, each with its code, the
+    Raises `ConfigurationError` listing every problem, each with its code, the
     field and the line of the file.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from corsengine import load_policy
+        >>> path = Path(tempfile.mkdtemp()) / "cors.toml"
+        >>> _ = path.write_text('allow_origins = ["https://*.partner.example"]\nallow_credentials = true\n')
+        >>> policy = load_policy(path)
+        >>> policy.evaluate("https://eu.partner.example").headers["Access-Control-Allow-Credentials"]
+        'true'
     """
     return read_config(path).policy(clock=clock)

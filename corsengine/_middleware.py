@@ -84,10 +84,29 @@ class CORSMiddleware:
     Same keyword arguments and defaults as Starlette's; ``allow_origins`` may also be a
     zero-argument function (sync or async), a provider, or a list mixing exact origins and
     wildcard patterns; ``preflight_status`` (200 or 204) is accepted too. Or pass a ready
-    :class:`Policy` as ``policy=`` (and nothing else).
+    `Policy` as ``policy=`` (and nothing else).
 
     Where Starlette and Fetch differ, the keyword form keeps Starlette's meaning (see
     ``Policy(starlette_compatible=True)``).
+
+    Examples:
+        >>> import anyio
+        >>> import httpx
+        >>> from fastapi import FastAPI
+        >>> from corsengine import CORSMiddleware
+        >>> app = FastAPI()
+        >>> app.add_middleware(
+        ...     CORSMiddleware,
+        ...     allow_origins=lambda: ["https://app.example.com"],  # called once per TTL
+        ...     allow_credentials=True,
+        ... )
+        >>> async def main():
+        ...     transport = httpx.ASGITransport(app)
+        ...     async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+        ...         response = await client.get("/", headers={"Origin": "https://app.example.com"})
+        ...     return response.headers["Access-Control-Allow-Origin"], response.headers["Vary"]
+        >>> anyio.run(main)
+        ('https://app.example.com', 'Origin')
     """
 
     def __init__(

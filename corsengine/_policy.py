@@ -78,6 +78,19 @@ class Decision:
     ``headers`` are the CORS response headers in the order they are sent (``Vary`` is
     merged into the app's own ``Vary`` by the middleware). ``status`` and ``body`` are set
     for preflights, which the middleware answers itself.
+
+    Examples:
+        >>> from corsengine import Policy
+        >>> policy = Policy(["https://app.example.com"], allow_credentials=True, expose_headers=["X-Total"])
+        >>> decision = policy.evaluate("https://app.example.com")
+        >>> decision.allowed, decision.kind, decision.rule
+        (True, 'actual', 'https://app.example.com')
+        >>> dict(decision.headers)  # doctest: +NORMALIZE_WHITESPACE
+        {'Access-Control-Allow-Origin': 'https://app.example.com', 'Access-Control-Allow-Credentials': 'true',
+         'Access-Control-Expose-Headers': 'X-Total', 'Vary': 'Origin'}
+        >>> refused = policy.evaluate("https://evil.example")
+        >>> bool(refused), refused.reason
+        (False, "origin 'https://evil.example' matches no rule")
     """
 
     allowed: bool
@@ -160,11 +173,23 @@ class Policy:
     """A CORS policy: the allowlist (any provider) plus methods, headers and credentials.
 
     Everything is validated and compiled at construction; a bad configuration raises one
-    :class:`ConfigurationError` listing every problem. ``evaluate()`` answers from plain
-    strings, so a policy test needs no server and no event loop::
+    `ConfigurationError` listing every problem. ``evaluate()`` answers from plain
+    strings, so a policy test needs no server and no event loop. ``swap()`` replaces the
+    allowlist atomically and ``refresh()`` reloads every dynamic provider now.
 
-        policy = Policy(allow_origins=["https://app.example.com"])
-        assert policy.evaluate("https://app.example.com").allowed
+    Examples:
+        >>> from corsengine import Policy
+        >>> policy = Policy(
+        ...     allow_origins=["https://app.example.com", "https://*.partner.example"],
+        ...     allow_methods=["GET", "PUT"],
+        ... )
+        >>> policy.evaluate("https://eu.partner.example", "PUT", preflight=True).allowed
+        True
+        >>> print(policy.evaluate("https://partner.example").reason)  # the apex is not a subdomain
+        origin 'https://partner.example' matches no rule
+        >>> policy.swap(["https://app.example.com"])  # the next request sees the new list
+        >>> policy.evaluate("https://eu.partner.example").allowed
+        False
 
     ``starlette_compatible=True`` is what the drop-in ``CORSMiddleware`` sets: ``*`` in
     ``allow_headers`` then also covers ``Authorization`` (Starlette's meaning; Fetch's ``*``

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import sys
@@ -52,7 +53,20 @@ FAILURE_CACHE_SIZE: Final = 1024
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """What a refresh or swap changed in the allowlist (rule texts)."""
+    """What a refresh or swap changed in the allowlist (rule texts).
+
+    `Policy.on_change` listeners receive one after every change.
+
+    Examples:
+        >>> from corsengine import Policy
+        >>> policy = Policy(allow_origins=["https://a.example"])
+        >>> changes = []
+        >>> unsubscribe = policy.on_change(changes.append)
+        >>> policy.swap(["https://b.example"])
+        >>> changes[-1]
+        Change(added=frozenset({'https://b.example'}), removed=frozenset({'https://a.example'}))
+        >>> unsubscribe()
+    """
 
     added: frozenset[str]
     removed: frozenset[str]
@@ -402,7 +416,7 @@ class Resolver:
     def _start_load(self, slot: _Slot) -> None:
         """Start loading ``slot`` in the background; leaves ``inflight`` None if it cannot."""
         event = slot.inflight = anyio.Event()
-        if not self._spawn(self._load(slot, event)):
+        if not self._spawn(lambda: self._load(slot, event)):
             slot.inflight = None
 
     async def _load(self, slot: _Slot, done: anyio.Event) -> None:
@@ -499,10 +513,14 @@ class Resolver:
             self._home = anyio.lowlevel.current_token()
             self._home_thread = thread
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> bool:
-        """Run ``coroutine`` in the background of this thread's loop; False (and closed) if none."""
+    def _spawn(self, make: Callable[[], Coroutine[Any, Any, None]]) -> bool:
+        """Run ``make()`` in the background of this thread's loop; False if there is none.
+
+        The coroutine is made when the task starts, so a task cancelled before it ran (at
+        shutdown) leaves no coroutine that was never awaited.
+        """
         if self._task_group is not None and self._home_thread == threading.get_ident():
-            self._task_group.start_soon(_quiet, coroutine)
+            self._task_group.start_soon(_quiet, make)
             return True
         try:
             loop = asyncio.get_running_loop()
@@ -511,11 +529,10 @@ class Resolver:
             trio = sys.modules.get("trio")
             if trio is not None:
                 with contextlib.suppress(RuntimeError):  # not inside trio.run
-                    trio.lowlevel.spawn_system_task(_quiet, coroutine)
+                    trio.lowlevel.spawn_system_task(_quiet, make)
                     return True
-            coroutine.close()  # no loop at all: a sync evaluate()
-            return False
-        task = loop.create_task(_quiet(coroutine))
+            return False  # no loop at all: a sync evaluate()
+        task = loop.create_task(_quiet(make))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return True
@@ -549,24 +566,24 @@ class Resolver:
             except Exception:
                 self._home = self._home_thread = None  # that loop has ended
         if _loop_running_here():
-            if not self._spawn(make()):
+            if not self._spawn(make):
                 self._deferred.append(make)
             return
         if now_if_no_loop:
-            anyio.run(_quiet, make())
+            anyio.run(_quiet, make)
         else:
             self._deferred.append(make)
 
     async def _run_deferred(self) -> None:
         while self._deferred:
-            await _quiet(self._deferred.pop(0)())
+            await _quiet(self._deferred.pop(0))
 
     def _start_watchers(self) -> None:
         for slot in self.state.slots:
             watch = getattr(slot.provider, "watch", None)
             if watch is not None and id(slot.provider) not in self._watching:
                 self._watching.add(id(slot.provider))
-                self._spawn(watch(self.invalidate))
+                self._spawn(functools.partial(watch, self.invalidate))
 
     async def aclose(self) -> None:
         """Stop background tasks and close every provider."""
@@ -579,11 +596,11 @@ class Resolver:
 async def _close(provider: Provider) -> None:
     close = getattr(provider, "aclose", None)
     if close is not None:
-        await _quiet(close())
+        await _quiet(close)
 
 
-async def _quiet(coroutine: Coroutine[Any, Any, None]) -> None:
+async def _quiet(make: Callable[[], Coroutine[Any, Any, None]]) -> None:
     try:
-        await coroutine
+        await make()
     except Exception:
         logger.exception("corsengine: background task failed")

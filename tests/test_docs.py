@@ -10,6 +10,7 @@ from typing import cast
 
 import anyio
 import pytest
+from markdown.extensions.toc import slugify
 from starlette.testclient import TestClient
 
 from corsengine import Policy
@@ -26,6 +27,7 @@ EXAMPLES = [example for path in DOCS for example in examples(path)]
 # Functions that an example defines for the reader to call (so it never calls them itself),
 # and the test below that calls them, more than once where a reader would.
 CALLED_BY = {
+    "index.md:me": "test_the_start_page_app_serves_its_route_cross_origin",
     "providers.md:onboard_partner": "test_onboarding_a_partner_twice_against_a_real_redis",
     "providers.md:offboard_partner": "test_onboarding_a_partner_twice_against_a_real_redis",
 }
@@ -99,6 +101,16 @@ def test_the_readme_runtime_swap_serves_the_swapped_allowlist(capsys: pytest.Cap
         ]:
             response = client.get("/", headers={"Origin": origin})
             assert ("access-control-allow-origin" in response.headers) is allowed, origin
+
+
+def test_the_start_page_app_serves_its_route_cross_origin() -> None:
+    namespace = example_defining("me").run()
+    with TestClient(namespace["app"]) as client:  # type: ignore[arg-type]
+        for _ in range(2):
+            response = client.get("/me", headers={"Origin": "https://eu.partner.example"})
+            assert response.json() == {"name": "Ada"}
+            assert response.headers["access-control-allow-origin"] == "https://eu.partner.example"
+            assert response.headers["access-control-allow-credentials"] == "true"
 
 
 @pytest.fixture(scope="module")
@@ -179,3 +191,65 @@ def test_the_same_snippet_crashes_with_starlettes_middleware() -> None:
 
     with pytest.raises(TypeError, match="not iterable"):
         StarletteCORS(lambda scope, receive, send: None, allow_origins=custom_origins)  # type: ignore[arg-type]
+
+
+# Links in the README: inline links and images, reference definitions, HTML attributes.
+_INLINE_LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)")
+_REFERENCE_LINK = re.compile(r"^ {0,3}\[[^\]]+\]:\s*<?([^\s>]+)", re.MULTILINE)
+_HTML_LINK = re.compile(r"""\b(?:href|src)\s*=\s*["']([^"']+)""", re.IGNORECASE)
+_FENCED = re.compile(r"^(`{3,}|~{3,}).*?^\1", re.MULTILINE | re.DOTALL)
+_CODE_SPAN = re.compile(r"`[^`\n]*`")
+
+
+def readme_links() -> list[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    text = _CODE_SPAN.sub("", _FENCED.sub("", text))
+    return [m for pattern in (_INLINE_LINK, _REFERENCE_LINK, _HTML_LINK) for m in pattern.findall(text)]
+
+
+def docs_site_url() -> str:
+    (url,) = re.findall(
+        r"^site_url:\s*(\S+)", (ROOT / "mkdocs.yml").read_text(encoding="utf-8"), re.MULTILINE
+    )
+    return url
+
+
+def test_readme_links_work_on_a_package_index() -> None:
+    """PyPI shows the README without the repository around it: every link must be absolute."""
+    links = readme_links()
+    assert len(links) >= 10
+    relative = [link for link in links if not link.startswith(("https://", "#"))]
+    assert relative == [], "use absolute URLs (the docs site) instead of relative links"
+
+
+def test_readme_links_to_the_docs_site_name_real_pages() -> None:
+    site = docs_site_url()
+    checked = 0
+    for link in readme_links():
+        if not link.startswith(site):
+            continue
+        path, _, anchor = link.removeprefix(site).partition("#")
+        if not path:
+            page = ROOT / "docs" / "index.md"
+        elif path.endswith("/"):
+            page = ROOT / "docs" / f"{path.rstrip('/')}.md"
+        else:
+            page = ROOT / "docs" / path  # an image or another file copied into the site
+        assert page.is_file(), f"{link}: no {page.relative_to(ROOT)}"
+        if anchor:
+            headings = re.findall(r"^#+\s+(.*)$", page.read_text(encoding="utf-8"), re.MULTILINE)
+            assert anchor in {slugify(heading, "-") for heading in headings}, link
+        checked += 1
+    assert checked >= 10
+
+
+def test_the_changelog_has_the_released_version() -> None:
+    """Keep a Changelog: an Unreleased section on top, this version's, and their link references."""
+    import corsengine
+
+    text = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    version = corsengine.__version__
+    headings = re.findall(r"^## \[([^\]]+)\]", text, re.MULTILINE)
+    assert headings[:1] == ["Unreleased"] and version in headings
+    for heading in headings:
+        assert re.search(rf"^\[{re.escape(heading)}\]: https://", text, re.MULTILINE), heading

@@ -1,9 +1,17 @@
-"""Providers produce allowlists; the resolver caches them; ``|`` combines them.
+r"""Providers produce allowlists; the resolver caches them; ``|`` combines them.
 
-Write your own by implementing :class:`~corsengine.types.Provider` (an async ``load()``
-returning :class:`Rules`, and a ``ttl``), or subclass :class:`BaseProvider`.
+Write your own by implementing `corsengine.types.Provider` (an async ``load()``
+returning `Rules`, and a ``ttl``), or subclass `BaseProvider`.
 Optional providers (remote JSON, file, Redis) are imported lazily, so their extra
 dependencies are only needed when used.
+
+Examples:
+    >>> from corsengine import Policy
+    >>> from corsengine.providers import RegexProvider, StaticProvider
+    >>> origins = StaticProvider(["https://app.example.com"]) | RegexProvider(r"https://pr-[0-9]+\.preview\.example")
+    >>> policy = Policy(allow_origins=origins)
+    >>> policy.evaluate("https://pr-42.preview.example").allowed
+    True
 """
 
 from __future__ import annotations

@@ -19,6 +19,17 @@ class BaseProvider:
     """Convenience base for providers: ``|`` combines providers into a union.
 
     Subclasses implement ``load()``; ``ttl`` is how long a snapshot stays fresh.
+
+    Examples:
+        >>> from corsengine import Policy
+        >>> from corsengine.providers import BaseProvider, Rules, StaticProvider
+        >>> class Partners(BaseProvider):
+        ...     ttl = 60.0
+        ...     async def load(self) -> Rules:
+        ...         return Rules.from_entries(["https://*.partner.example"])
+        >>> policy = Policy(allow_origins=Partners() | StaticProvider(["https://app.example.com"]))
+        >>> policy.evaluate("https://eu.partner.example").allowed
+        True
     """
 
     ttl: float | None = None  # None: the snapshot never goes stale
@@ -37,10 +48,17 @@ class BaseProvider:
 
 
 class UnionProvider(BaseProvider):
-    """Allows an origin when any member allows it. A failing member contributes nothing.
+    r"""Allows an origin when any member allows it. A failing member contributes nothing.
 
     The resolver caches each member separately (each with its own TTL and last good
-    snapshot); ``load()`` here only serves direct use outside a resolver.
+    snapshot); ``load()`` here only serves direct use outside a resolver. ``a | b`` builds
+    one, flattening nested unions.
+
+    Examples:
+        >>> from corsengine.providers import RegexProvider, StaticProvider, UnionProvider
+        >>> union = StaticProvider(["https://app.example.com"]) | RegexProvider(r"https://[a-z]+\.example\.org")
+        >>> isinstance(union, UnionProvider), len(union.members)
+        (True, 2)
     """
 
     def __init__(self, members: Iterable[Provider]) -> None:
@@ -68,9 +86,23 @@ class UnionProvider(BaseProvider):
 class PredicateBase(BaseProvider):
     """Base for providers that decide per origin instead of listing origins.
 
-    The resolver caches each answer under ``key(origin, scope)`` for ``cache_ttl`` seconds
-    (at most ``cache_size`` of them), remembers a failure for ``failure_ttl`` seconds, and
-    adds ``vary`` to the ``Vary`` of every response.
+    Implement ``async def allows(self, origin, scope) -> bool``; ``scope`` is the request's
+    ASGI scope (None from ``evaluate()`` without one). The resolver caches each answer under
+    ``key(origin, scope)`` (the origin, by default) for ``cache_ttl`` seconds, at most
+    ``cache_size`` of them, remembers a failure for ``failure_ttl`` seconds, and adds ``vary``
+    to the ``Vary`` of every response. A predicate whose answer depends on the request sets
+    ``takes_request = True`` and returns None from ``key()`` for answers never to be reused.
+    `PredicateProvider` wraps a plain function.
+
+    Examples:
+        >>> from corsengine import Policy
+        >>> from corsengine.providers import PredicateBase
+        >>> class CustomerOrigins(PredicateBase):
+        ...     cache_size, cache_ttl, timeout = 1_000, 60.0, 1.0
+        ...     async def allows(self, origin, scope):
+        ...         return origin.endswith(".customers.example")  # a tenant-table lookup
+        >>> Policy(allow_origins=CustomerOrigins()).evaluate("https://acme.customers.example").allowed
+        True
     """
 
     cache_size: int = 10_000

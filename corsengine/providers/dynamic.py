@@ -61,6 +61,16 @@ class CallableProvider(BaseProvider):
     """Origins (and wildcard patterns) returned by a zero-argument function, sync or async.
 
     The function is called at most once per ``ttl`` seconds, whatever the request rate.
+    A function given as ``allow_origins=`` becomes one with the default TTL (30 s).
+
+    Examples:
+        >>> from corsengine import Policy
+        >>> from corsengine.providers import CallableProvider
+        >>> async def origins_from_database():
+        ...     return ["https://tenant-a.example", "https://*.tenant-b.example"]
+        >>> policy = Policy(allow_origins=CallableProvider(origins_from_database, ttl=300))
+        >>> policy.evaluate("https://eu.tenant-b.example").allowed
+        True
     """
 
     def __init__(self, function: OriginsFunction, *, ttl: float = DEFAULT_TTL) -> None:
@@ -119,6 +129,28 @@ class PredicateProvider(PredicateBase):
     seconds, so a tenant database that is down is not asked again on every request.
     Concurrent requests for the same uncached key share one call. A swap or refresh of the
     policy revokes every cached answer at once.
+
+    Examples:
+        >>> from corsengine import Policy
+        >>> from corsengine.providers import PredicateProvider
+        >>> async def is_customer(origin):
+        ...     return origin.endswith(".customers.example")  # a tenant-table lookup
+        >>> policy = Policy(allow_origins=PredicateProvider(is_customer, cache_size=10_000, cache_ttl=60))
+        >>> policy.evaluate("https://acme.customers.example").allowed
+        True
+        >>> policy.evaluate("https://customers.example.evil.net").allowed
+        False
+
+        A predicate that needs the request names what its answer depends on:
+
+        >>> def api_only(origin, scope):
+        ...     return scope is not None and scope["path"].startswith("/api/")
+        >>> by_path = PredicateProvider(api_only, cache_key=lambda origin, scope: scope["path"])
+        >>> policy = Policy(allow_origins=by_path)
+        >>> policy.evaluate("https://a.example", scope={"path": "/api/x"}).allowed
+        True
+        >>> policy.evaluate("https://a.example", scope={"path": "/admin"}).allowed
+        False
     """
 
     def __init__(

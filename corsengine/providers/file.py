@@ -20,6 +20,8 @@ from ._base import BaseProvider
 from ._document import Document, parse_document
 from ._options import E_SOURCE, Options, shown
 
+__all__ = ["FileProvider"]
+
 logger = logging.getLogger("corsengine")
 
 DEFAULT_POLL_INTERVAL = 1.0
@@ -42,7 +44,7 @@ def _signature(path: Path) -> Signature:
 
 
 class FileProvider(BaseProvider):
-    """An allowlist document in a JSON or TOML file (chosen by the suffix, or ``format=``).
+    r"""An allowlist document in a JSON or TOML file (chosen by the suffix, or ``format=``).
 
     The document format is the remote one (see docs/providers.md); TOML needs the object
     form (``origins = [...]``). A watcher task notices changes (mtime, size and inode,
@@ -50,6 +52,22 @@ class FileProvider(BaseProvider):
     installed), including editors that write a temporary file and rename it over the
     original. A bad edit keeps the last good allowlist, and the error names the line.
     ``ttl`` is a safety net for when no watcher runs.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import anyio
+        >>> from corsengine import Policy
+        >>> from corsengine.providers import FileProvider
+        >>> path = Path(tempfile.mkdtemp()) / "cors.toml"
+        >>> _ = path.write_text('origins = ["https://app.example.com"]\n')
+        >>> policy = Policy(allow_origins=FileProvider(path))
+        >>> anyio.run(policy.aevaluate, "https://app.example.com").allowed
+        True
+        >>> _ = path.write_text('origins = ["https://app.example.com", "https://*.partner.example"]\n')
+        >>> anyio.run(policy.refresh)  # in an app, the watcher notices the change by itself
+        >>> anyio.run(policy.aevaluate, "https://eu.partner.example").allowed
+        True
     """
 
     def __init__(

@@ -29,6 +29,8 @@ from ._options import E_SOURCE, Options
 from ._options import redacted as redacted  # re-exported: the CLI's messages use it too
 from .dynamic import validate_entries
 
+__all__ = ["RedisProvider", "add_origins", "connect", "list_origins", "remove_origins"]
+
 logger = logging.getLogger("corsengine")
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
@@ -49,7 +51,25 @@ UNAVAILABLE = (RedisError, OSError, TimeoutError)
 
 def connect(url: str, *, timeout: float = DEFAULT_REDIS_TIMEOUT) -> Client:
     """A client for corsengine's use: bounded timeouts, and no retries of its own
-    (the resolver keeps the last good allowlist, the watcher reconnects with backoff)."""
+    (the resolver keeps the last good allowlist, the watcher reconnects with backoff).
+
+    Use it for the admin functions (`add_origins`, `remove_origins`, `list_origins`) or
+    pass it to `RedisProvider(client=...)`; close it with ``await client.aclose()``.
+
+    Examples:
+        ``redis_url`` is where your Redis listens, such as ``"redis://127.0.0.1:6379/0"``.
+
+        >>> import anyio
+        >>> from corsengine.providers.redis import connect
+        >>> async def main():
+        ...     client = connect(redis_url, timeout=2.0)
+        ...     try:
+        ...         return await client.ping()
+        ...     finally:
+        ...         await client.aclose()
+        >>> anyio.run(main)
+        True
+    """
     return aioredis.Redis.from_url(
         url,
         decode_responses=True,
@@ -95,7 +115,25 @@ class RedisProvider(BaseProvider):
     reloads once it is back (messages sent meanwhile were lost).
 
     Pass ``client=`` to share a ``redis.asyncio.Redis`` client (it is not closed by
-    ``aclose()``); without one, the provider connects to ``url``.
+    ``aclose()``); without one, the provider connects to ``url``. Needs the ``redis``
+    extra: ``pip install 'corsengine[redis]'``.
+
+    Examples:
+        ``redis_url`` is where your Redis listens, such as ``"redis://127.0.0.1:6379/0"``.
+
+        >>> import anyio
+        >>> from corsengine import Policy
+        >>> from corsengine.providers import RedisProvider
+        >>> from corsengine.providers.redis import add_origins
+        >>> async def main():
+        ...     provider = RedisProvider(redis_url)  # key corsengine:origins
+        ...     await add_origins(provider.client, ["https://partner.example"])  # from any host
+        ...     policy = Policy(allow_origins=provider)
+        ...     decision = await policy.aevaluate("https://partner.example")
+        ...     await policy.aclose()
+        ...     return decision.allowed
+        >>> anyio.run(main)
+        True
     """
 
     def __init__(
@@ -280,7 +318,23 @@ async def add_origins(
 
     Writes to a set, or to a hash when the key is one (or when ``metadata`` is given
     for a new key), with ``metadata`` as each origin's JSON value. Returns the entries
-    written, in canonical form. Nothing is written if any entry is invalid.
+    written, in canonical form. Nothing is written if any entry is invalid: a
+    `ConfigurationError` lists every problem. ``*`` is refused (`corsengine.E030`)
+    unless ``allow_any=True``.
+
+    Examples:
+        ``redis_url`` is where your Redis listens, such as ``"redis://127.0.0.1:6379/0"``.
+
+        >>> import anyio
+        >>> from corsengine.providers.redis import add_origins, connect
+        >>> async def main():
+        ...     client = connect(redis_url)
+        ...     try:
+        ...         return await add_origins(client, ["HTTPS://Partner.Example:443", "https://*.partner.example"])
+        ...     finally:
+        ...         await client.aclose()
+        >>> anyio.run(main)
+        ['https://partner.example', 'https://*.partner.example']
     """
     entries = canonical_entries(origins, allow_any=allow_any)
     kind = _text(await client.type(key))
@@ -306,6 +360,21 @@ async def remove_origins(
 
     Invalid entries are removed as written, so a bad value stored by hand can be deleted.
     Returns how many entries were removed.
+
+    Examples:
+        ``redis_url`` is where your Redis listens, such as ``"redis://127.0.0.1:6379/0"``.
+
+        >>> import anyio
+        >>> from corsengine.providers.redis import add_origins, connect, remove_origins
+        >>> async def main():
+        ...     client = connect(redis_url)
+        ...     try:
+        ...         await add_origins(client, ["https://a.example", "https://b.example"])
+        ...         return await remove_origins(client, ["https://a.example"])
+        ...     finally:
+        ...         await client.aclose()
+        >>> anyio.run(main)
+        1
     """
     if isinstance(origins, str):
         origins = [origins]
@@ -332,6 +401,22 @@ async def remove_origins(
 
 
 async def list_origins(client: Client, *, key: str = DEFAULT_KEY) -> list[str]:
-    """The entries in the allowlist, sorted."""
+    """The entries in the allowlist, sorted.
+
+    Examples:
+        ``redis_url`` is where your Redis listens, such as ``"redis://127.0.0.1:6379/0"``.
+
+        >>> import anyio
+        >>> from corsengine.providers.redis import add_origins, connect, list_origins
+        >>> async def main():
+        ...     client = connect(redis_url)
+        ...     try:
+        ...         await add_origins(client, ["https://b.example", "https://a.example"])
+        ...         return await list_origins(client)
+        ...     finally:
+        ...         await client.aclose()
+        >>> anyio.run(main)
+        ['https://a.example', 'https://b.example']
+    """
     entries, _ = await read_allowlist(client, key)
     return entries

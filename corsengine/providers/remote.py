@@ -21,6 +21,8 @@ from ._base import BaseProvider
 from ._document import Document, parse_document
 from ._options import E_SOURCE, Options, redacted
 
+__all__ = ["RemoteJSONProvider"]
+
 logger = logging.getLogger("corsengine")
 
 DEFAULT_REMOTE_TTL = 60.0
@@ -71,7 +73,27 @@ class RemoteJSONProvider(BaseProvider):
     Pass ``client=`` to use your own ``httpx.AsyncClient`` (its transport, proxies,
     authentication); the timeouts, the size cap and the redirect limit here apply to
     each request all the same. Without one, the provider creates a client and closes it
-    in ``aclose()``.
+    in ``aclose()``. Needs the ``remote`` extra: ``pip install 'corsengine[remote]'``.
+
+    Examples:
+        Here the HTTP server is an ``httpx.MockTransport``; in production, pass only the URL.
+
+        >>> import anyio
+        >>> import httpx
+        >>> from corsengine import Policy
+        >>> from corsengine.providers import RemoteJSONProvider
+        >>> def config_service(request):
+        ...     document = {"origins": ["https://app.example.com"], "patterns": ["https://*.partner.example"]}
+        ...     return httpx.Response(200, json=document, headers={"Cache-Control": "max-age=300"})
+        >>> async def main():
+        ...     async with httpx.AsyncClient(transport=httpx.MockTransport(config_service)) as client:
+        ...         remote = RemoteJSONProvider("https://config.example.com/cors.json", client=client)
+        ...         policy = Policy(allow_origins=remote)
+        ...         decision = await policy.aevaluate("https://eu.partner.example")
+        ...         await policy.aclose()
+        ...         return decision.allowed, remote.ttl
+        >>> anyio.run(main)
+        (True, 300.0)
     """
 
     def __init__(

@@ -21,8 +21,13 @@ def compile_or_raise(entries: Iterable[str], regexes: Iterable[str] = ()) -> tup
 class StaticProvider(BaseProvider):
     """A fixed list of exact origins and wildcard patterns (and optionally regexes).
 
-    >>> StaticProvider(["https://app.example.com", "https://*.example.com"])
-    StaticProvider(['https://*.example.com', 'https://app.example.com'])
+    A list given as ``allow_origins=`` becomes one; build it yourself to combine it with
+    other providers. Invalid entries raise `ConfigurationError`, all at once.
+
+    Examples:
+        >>> from corsengine.providers import StaticProvider
+        >>> StaticProvider(["https://app.example.com", "https://*.example.com"])
+        StaticProvider(['https://*.example.com', 'https://app.example.com'])
     """
 
     def __init__(self, entries: Iterable[str] = (), *, regexes: Iterable[str] = ()) -> None:
@@ -47,7 +52,20 @@ class StaticProvider(BaseProvider):
 
 
 class RegexProvider(StaticProvider):
-    """Origins that fully match a regular expression (never a partial match)."""
+    r"""Origins that fully match a regular expression (never a partial match).
+
+    Regexes with nested quantifiers, which backtrack catastrophically, are refused
+    (`corsengine.E008`). Prefer wildcard patterns where they suffice.
+
+    Examples:
+        >>> from corsengine import Policy
+        >>> from corsengine.providers import RegexProvider
+        >>> policy = Policy(allow_origins=RegexProvider(r"https://pr-[0-9]+\.preview\.example"))
+        >>> policy.evaluate("https://pr-42.preview.example").allowed
+        True
+        >>> policy.evaluate("https://pr-42.preview.example.evil.net").allowed  # a full match only
+        False
+    """
 
     def __init__(self, *patterns: str) -> None:
         super().__init__((), regexes=patterns)
