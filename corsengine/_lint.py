@@ -34,6 +34,7 @@ WARNINGS: Final = {
     "corsengine.W107": "allow_headers=['*'] with credentials",
     "corsengine.W108": "allow_methods=['*']",
     "corsengine.W109": "allow_private_network is on",
+    "corsengine.W110": "allow_headers=['*'] without Authorization: Fetch's '*' never covers it",
 }
 
 
@@ -197,6 +198,19 @@ def lint(loaded: LoadedConfig) -> list[ConfigProblem]:
                 ("allow_private_network",),
                 "allow_private_network=true lets public websites reach this private-network service",
                 "only for devices and intranet services meant to be driven from public pages",
+            )
+        )
+    if "*" in config.allow_headers and not any(
+        name.lower() == "authorization" for name in config.allow_headers
+    ):
+        found.append(
+            loaded.problem(
+                "corsengine.W110",
+                ("allow_headers", config.allow_headers.index("*")),
+                "allow_headers=['*'] here never covers Authorization (Fetch's meaning, which a "
+                "policy file and Policy follow); the drop-in CORSMiddleware's keyword form covers "
+                "it, as Starlette's does",
+                "if the app reads bearer tokens, list 'Authorization' next to '*'",
             )
         )
     found.sort(key=by_line)

@@ -370,10 +370,15 @@ def lint_codes(capsys: pytest.CaptureFixture[str], tmp_path: Path, text: str) ->
         pytest.param("max_age = 7201\n", [("corsengine.W106", "max_age", 1)], id="max-age"),
         pytest.param(
             'allow_credentials = true\nallow_headers = ["X-Token", "*"]\n',
-            [("corsengine.W107", "allow_headers[1]", 2)],
+            [("corsengine.W107", "allow_headers[1]", 2), ("corsengine.W110", "allow_headers[1]", 2)],
             id="any-header-with-credentials",
         ),
-        pytest.param('allow_headers = ["*"]\n', [], id="any-header-without-credentials"),
+        pytest.param(
+            'allow_headers = ["*"]\n',
+            [("corsengine.W110", "allow_headers[0]", 1)],
+            id="any-header-not-authorization",
+        ),
+        pytest.param('allow_headers = ["*", "Authorization"]\n', [], id="any-header-and-authorization"),
         pytest.param(
             'allow_methods = ["*"]\n', [("corsengine.W108", "allow_methods[0]", 1)], id="any-method"
         ),
