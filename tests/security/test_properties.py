@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from corsengine import ConfigurationError, CorsEngineWarning, CORSMiddleware, Policy
 
-from ..asgi import plain_app
+from ..asgi import call, plain_app
 
 SETTINGS = settings(
     max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
@@ -355,3 +355,66 @@ def test_middleware_never_raises_on_arbitrary_header_bytes(
         if name == b"access-control-allow-origin":
             # Only ever the one Origin the request carried, byte for byte.
             assert origins_sent == [value]
+
+
+# --- one decision path: the middleware sends what evaluate() decides --------------------------
+
+
+@SETTINGS
+@given(
+    policies,
+    st.none() | any_origin,
+    st.sampled_from(METHODS),
+    st.none() | st.lists(st.sampled_from(HEADER_NAMES), max_size=3).map(", ".join),
+    st.booleans(),
+    st.booleans(),
+    st.sampled_from([200, 204]),
+    st.booleans(),
+)
+def test_the_middleware_sends_what_evaluate_decides(
+    policy: GeneratedPolicy,
+    origin: GeneratedOrigin | None,
+    method: str,
+    requested: str | None,
+    preflight: bool,
+    private_network: bool,
+    preflight_status: int,
+    dropin: bool,
+) -> None:
+    """For any policy and request, the status, body and CORS headers on the wire are the
+    decision's: the middleware has no decision path of its own."""
+    value = None if origin is None else origin.value
+    assume(value is None or all(ord(char) < 256 for char in value))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CorsEngineWarning)
+        try:
+            options = {**policy.options(), "max_age": 60, "preflight_status": preflight_status}
+            entries = [entry.text for entry in policy.entries]
+            if dropin:
+                app = CORSMiddleware(plain_app(), allow_origins=entries, **options)
+            else:
+                app = CORSMiddleware(plain_app(), policy=Policy(entries, **options))
+        except ConfigurationError:
+            return
+    headers: list[tuple[bytes, bytes]] = []
+    if value is not None:
+        headers.append((b"origin", value.encode("latin-1")))
+    if preflight:
+        headers.append((b"access-control-request-method", method.encode()))
+        if requested is not None:
+            headers.append((b"access-control-request-headers", requested.encode()))
+        if private_network:
+            headers.append((b"access-control-request-private-network", b"true"))
+    status, sent, body = anyio.run(call, app, "OPTIONS" if preflight else "GET", headers)
+
+    decision = app.policy.evaluate(
+        value, method, requested, preflight=preflight and value is not None, private_network=private_network
+    )
+    cors = [(name, value) for name, value in sent if name.startswith(b"access-control-") or name == b"vary"]
+    expected = [(name.lower().encode(), value.encode("latin-1")) for name, value in decision.headers.items()]
+    assert cors == expected, decision.reason
+    if preflight and value is not None:
+        assert (status, body.decode()) == (decision.status, decision.body)
+        assert (dict(sent).get(b"content-length") is None) is (decision.status == 204)
+    else:
+        assert (status, body) == (200, b"app")  # an actual request always reaches the app
