@@ -15,69 +15,10 @@ from types import MappingProxyType
 from typing import Final
 
 from ._origin import Origin, normalize_host, normalize_port, parse_origin, quote, split_configured
+from ._suffixes import public_suffix_under
 from .exceptions import ConfigurationError, Problem
 
 ANY_PORT: Final = -1
-
-# Public suffixes and shared hosting domains: a wildcard directly under one of these trusts
-# every customer of the registry or the host. Not the whole Public Suffix List (no extra
-# dependency); the entries that CORS scanners and real incidents show up most.
-SHARED_SUFFIXES: Final = frozenset(
-    {
-        "co.uk",
-        "org.uk",
-        "ac.uk",
-        "gov.uk",
-        "me.uk",
-        "com.au",
-        "net.au",
-        "org.au",
-        "co.jp",
-        "ne.jp",
-        "co.nz",
-        "co.in",
-        "co.za",
-        "com.br",
-        "com.cn",
-        "com.mx",
-        "com.tr",
-        "com.sg",
-        "com.hk",
-        "co.kr",
-        "github.io",
-        "gitlab.io",
-        "herokuapp.com",
-        "vercel.app",
-        "now.sh",
-        "netlify.app",
-        "pages.dev",
-        "workers.dev",
-        "web.app",
-        "firebaseapp.com",
-        "appspot.com",
-        "azurewebsites.net",
-        "azurestaticapps.net",
-        "cloudfront.net",
-        "amazonaws.com",
-        "s3.amazonaws.com",
-        "elasticbeanstalk.com",
-        "blogspot.com",
-        "glitch.me",
-        "repl.co",
-        "replit.dev",
-        "ngrok.io",
-        "ngrok-free.app",
-        "ngrok.app",
-        "onrender.com",
-        "fly.dev",
-        "surge.sh",
-        "codepen.io",
-        "jsfiddle.net",
-        "trycloudflare.com",
-        "csb.app",
-        "stackblitz.io",
-    }
-)
 
 
 def _empty() -> Mapping[tuple[str, str, int | None], str]:
@@ -234,16 +175,17 @@ def _compile_pattern(
     if len(problems) > start or normalized is None:
         return
     if subdomain_wildcard:
-        if (
-            normalized in SHARED_SUFFIXES
-            or ("." not in normalized and normalized != "localhost")
-            or normalized.startswith("[")
-            or normalized[-1].isdigit()
-        ):
+        # "*.localhost" stays local (RFC 6761); a wildcard over an IP address is no domain.
+        ip = normalized.startswith("[") or normalized[-1].isdigit()
+        suffix = None if normalized == "localhost" or ip else public_suffix_under(normalized)
+        if ip or suffix is not None:
+            below = (
+                f" ({quote(suffix)} is on the Public Suffix List)" if suffix not in (None, normalized) else ""
+            )
             problems.append(
                 Problem(
                     "corsengine.E006",
-                    f"wildcard {quote(raw)} covers a public suffix or shared hosting domain",
+                    f"wildcard {quote(raw)} covers a public suffix or shared hosting domain{below}",
                     "anyone can register a name under it; list your own domain instead, "
                     "e.g. 'https://*.yourapp.example'",
                 )
