@@ -22,8 +22,9 @@ class _List:
         # only_icann=False keeps the PRIVATE section; accept_unknown=True treats an unlisted
         # TLD (".internal", ".test") as public, so "*.internal" is refused like "*.com".
         self.psl = PublicSuffixList(lines, accept_unknown=True, only_icann=False)
-        # Every proper parent of a rule -> the shortest rule under it ("amazonaws.com" ->
-        # "s3.amazonaws.com"). Exception rules ("!www.ck") make a name registrable, not public.
+        # Every proper parent of a rule -> the shortest rule under it, to name in the message
+        # ("amazonaws.com" -> "s3.amazonaws.com"). Exception rules ("!www.ck") make a name
+        # registrable, not public, so they are skipped.
         below: dict[str, str] = {}
         for line in lines:
             rule = line.strip().split(" ")[0].lower()
@@ -38,9 +39,13 @@ class _List:
                 for start in range(1, len(labels)):
                     parent = ".".join(labels[start:])
                     known = below.get(parent)
-                    if known is None or (known.count("."), known) > (shown.count("."), shown):
+                    if known is None or _order(shown) < _order(known):
                         below[parent] = shown
         self.below = below
+
+
+def _order(rule: str) -> tuple[int, int, str]:
+    return rule.count("."), len(rule), rule
 
 
 @cache
