@@ -8,13 +8,13 @@ port, and ``https://*.example.com:*`` combines both. The scheme is always litera
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
 
 from ._origin import Origin, normalize_host, normalize_port, parse_origin, quote, split_configured
+from ._regex import OriginRegex, compile_origin_regex
 from ._suffixes import public_suffix_under
 from .exceptions import ConfigurationError, Problem
 
@@ -38,7 +38,7 @@ class Rules:
     subdomains: Mapping[tuple[str, str, int | None], str] = field(default_factory=_empty)
     # (scheme, host, ANY_PORT) -> the pattern text, for "http://localhost:*"
     any_port: Mapping[tuple[str, str, int | None], str] = field(default_factory=_empty)
-    regexes: tuple[re.Pattern[str], ...] = ()
+    regexes: tuple[OriginRegex, ...] = ()
     allow_all: bool = False
 
     @classmethod
@@ -251,26 +251,9 @@ def compile_entries(
     return rules, problems, warnings
 
 
-def compile_regex(text: str, problems: list[Problem]) -> re.Pattern[str] | None:
+def compile_regex(text: str, problems: list[Problem]) -> OriginRegex | None:
     """Compile an origin regex (always used with fullmatch), reporting errors as problems."""
-    from ._regex import check_regex
-
-    try:
-        regex = re.compile(text)
-    except (re.error, TypeError) as error:
-        problems.append(
-            Problem(
-                "corsengine.E007",
-                f"origin regex {quote(str(text))} does not compile: {error}",
-                "check the syntax; the regex must match the whole origin",
-            )
-        )
-        return None
-    problem = check_regex(regex)
-    if problem is not None:
-        problems.append(problem)
-        return None
-    return regex
+    return compile_origin_regex(text, problems)
 
 
 def matches_origin(rules: Rules, origin: str) -> str | None:
