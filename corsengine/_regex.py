@@ -85,11 +85,13 @@ def compile_origin_regex(text: str, problems: list[Problem]) -> OriginRegex | No
         try:
             return re2.compile(text, options)  # type: ignore[no-any-return]
         except re2.error as error:
-            construct = f"something RE2 cannot run ({error})"
+            detail = error.args[0] if error.args else ""
+            detail = detail.decode(errors="replace") if isinstance(detail, bytes) else str(detail)
+            construct = f"it ({detail})"
     problems.append(
         Problem(
             E_NOT_RE2,
-            f"origin regex {quote(text)} uses {construct}, which the linear-time engine (RE2) does not run",
+            f"origin regex {quote(text)}: RE2, the linear-time engine, cannot run {construct}",
             "RE2 keeps every regex linear in the origin's length; rewrite it without that construct "
             "(a wildcard pattern such as 'https://*.example.com' often says the same)",
         )
