@@ -22,7 +22,7 @@ from typing import Any, Final, Protocol
 from ._origin import quote
 from .exceptions import Problem
 
-__all__ = ["OriginRegex", "check_regex", "compile_origin_regex", "re2_module"]
+__all__ = ["OriginRegex", "RE2Pattern", "check_regex", "compile_origin_regex", "re2_module"]
 
 try:  # The parser is private; guard so a future Python only loses this check.
     from re import _parser as _sre_parse  # type: ignore[attr-defined]
@@ -46,6 +46,35 @@ class OriginRegex(Protocol):
     def pattern(self) -> str: ...
 
     def fullmatch(self, string: str, /) -> object: ...
+
+
+class RE2Pattern:
+    """An origin regex compiled on RE2, asked through a one-regex ``re2.Set``.
+
+    ``re2.Set.FullMatchSet().Match`` answers in about the time of Python's ``fullmatch``
+    (0.7 µs); the module's own ``fullmatch`` walks match spans in a Python generator (6 µs).
+    Only whether the origin matches is needed, so the set is all a lookup asks.
+    """
+
+    __slots__ = ("_set", "pattern")
+
+    def __init__(self, re2: Any, pattern: str, options: Any) -> None:
+        self.pattern = pattern
+        self._set = re2.Set.FullMatchSet(options)
+        self._set.Add(pattern)
+        self._set.Compile()
+
+    def fullmatch(self, string: str, /) -> bool:
+        return self._set.Match(string) is not None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RE2Pattern) and other.pattern == self.pattern
+
+    def __hash__(self) -> int:
+        return hash(self.pattern)
+
+    def __repr__(self) -> str:
+        return f"RE2Pattern({self.pattern!r})"
 
 
 @cache
@@ -83,7 +112,8 @@ def compile_origin_regex(text: str, problems: list[Problem]) -> OriginRegex | No
         options = re2.Options()
         options.log_errors = False  # the error is reported here, not on stderr
         try:
-            return re2.compile(text, options)  # type: ignore[no-any-return]
+            re2.compile(text, options)  # for its error message; the set only says it failed
+            return RE2Pattern(re2, text, options)
         except re2.error as error:
             detail = error.args[0] if error.args else ""
             detail = detail.decode(errors="replace") if isinstance(detail, bytes) else str(detail)

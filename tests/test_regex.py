@@ -14,6 +14,7 @@ import pytest
 from corsengine import ConfigurationError, CORSMiddleware, Policy
 from corsengine._config import read_config
 from corsengine._patterns import Rules
+from corsengine._regex import RE2Pattern
 from corsengine.exceptions import ProviderError
 from corsengine.providers import BaseProvider, RegexProvider
 from corsengine.providers._document import parse_document
@@ -31,7 +32,7 @@ HOSTILE = [
 
 
 def is_re2(regex: object) -> bool:
-    return type(regex).__module__ == "re2"
+    return isinstance(regex, RE2Pattern)
 
 
 def test_regexes_compile_on_re2_when_it_is_installed() -> None:
@@ -50,7 +51,7 @@ def test_regexes_compile_on_re2_when_it_is_installed() -> None:
 
 @pytest.mark.usefixtures("no_re2")
 def test_without_re2_python_s_engine_is_used() -> None:
-    assert type(RegexProvider(r"https://[a-z]+\.example\.com").rules.regexes[0]).__module__ == "re"
+    assert isinstance(RegexProvider(r"https://[a-z]+\.example\.com").rules.regexes[0], re.Pattern)
 
 
 # Refused by the guard without RE2 (test_dos_bounds.py) but for the lookahead, which RE2 lacks.
@@ -180,3 +181,10 @@ def test_re2_is_imported_only_when_a_regex_is_compiled() -> None:
         "assert 're2' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_same_regex_from_two_sources_is_kept_once() -> None:
+    one = Rules.from_entries([], regexes=[r"https://[a-z]+\.example\.com"])
+    two = Rules.from_entries(["https://a.example"], regexes=[r"https://[a-z]+\.example\.com"])
+    assert len((one | two).regexes) == 1
+    assert repr(one.regexes[0]) == "RE2Pattern('https://[a-z]+\\\\.example\\\\.com')"
