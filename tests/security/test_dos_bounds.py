@@ -35,7 +35,7 @@ SUPERLINEAR_REGEXES = {
     "chain-through-an-optional": r"https://.*(?:[a-z]+)?[a-z]*x\.example\.com",
     "chain-through-a-shared-character": r"https://.*\..*\..*\.example\.com",
     "nested-inside-lookahead": r"https://(?=(a+)+b)[a-z]+\.example\.com",
-    "backreference-in-a-repeat": r"https://(?:(a)\1)+\.example\.com",
+    "backreference-in-a-repeat": r"https://(?:([a-z]+)\1)+\.example\.com",
     "ignorecase-overlap": r"(?i)https://(?:[a-z]+A)+\.example\.com",
 }
 
