@@ -307,9 +307,9 @@ class _Guard:
             name = str(op)
             if name in _REPEATS:
                 _low, high, sub = argument
-                _, first, nullable = self.facts(sub)
-                if high > 1 and nullable:
-                    raise _Catastrophic("a repeat that can match nothing, inside a repeat")
+                # A repeat that can match nothing overlaps itself here too: its first characters
+                # are part of what may follow it (the next iteration of the enclosing repeat).
+                _, first, _ = self.facts(sub)
                 if first & after:
                     raise _Catastrophic(
                         "a repeat inside a repeat, where the next character cannot tell whether "
