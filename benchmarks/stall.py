@@ -78,7 +78,8 @@ def run(sizes: tuple[int, ...] = SIZES) -> list[StallResult]:
 
 def table(results: list[StallResult]) -> str:
     lines = [
-        "| origins | first load (waited for) | refresh, start to published | worst loop stall during the refresh |",
+        "| origins | first load (waited for) | refresh, start to published "
+        "| worst loop stall during the refresh |",
         "|--:|--:|--:|--:|",
     ]
     for result in results:

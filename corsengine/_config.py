@@ -109,6 +109,7 @@ _PROBLEM_FIELDS: Final = {
     ),
     "E007": "allow_origin_regex",
     "E008": "allow_origin_regex",
+    "E018": "allow_origin_regex",
     "E009": "max_age",
     "E013": "preflight_status",
     "E014": "allow_methods",

@@ -8,76 +8,17 @@ port, and ``https://*.example.com:*`` combines both. The scheme is always litera
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
 
 from ._origin import Origin, normalize_host, normalize_port, parse_origin, quote, split_configured
+from ._regex import OriginRegex, compile_origin_regex
+from ._suffixes import public_suffix_under
 from .exceptions import ConfigurationError, Problem
 
 ANY_PORT: Final = -1
-
-# Public suffixes and shared hosting domains: a wildcard directly under one of these trusts
-# every customer of the registry or the host. Not the whole Public Suffix List (no extra
-# dependency); the entries that CORS scanners and real incidents show up most.
-SHARED_SUFFIXES: Final = frozenset(
-    {
-        "co.uk",
-        "org.uk",
-        "ac.uk",
-        "gov.uk",
-        "me.uk",
-        "com.au",
-        "net.au",
-        "org.au",
-        "co.jp",
-        "ne.jp",
-        "co.nz",
-        "co.in",
-        "co.za",
-        "com.br",
-        "com.cn",
-        "com.mx",
-        "com.tr",
-        "com.sg",
-        "com.hk",
-        "co.kr",
-        "github.io",
-        "gitlab.io",
-        "herokuapp.com",
-        "vercel.app",
-        "now.sh",
-        "netlify.app",
-        "pages.dev",
-        "workers.dev",
-        "web.app",
-        "firebaseapp.com",
-        "appspot.com",
-        "azurewebsites.net",
-        "azurestaticapps.net",
-        "cloudfront.net",
-        "amazonaws.com",
-        "s3.amazonaws.com",
-        "elasticbeanstalk.com",
-        "blogspot.com",
-        "glitch.me",
-        "repl.co",
-        "replit.dev",
-        "ngrok.io",
-        "ngrok-free.app",
-        "ngrok.app",
-        "onrender.com",
-        "fly.dev",
-        "surge.sh",
-        "codepen.io",
-        "jsfiddle.net",
-        "trycloudflare.com",
-        "csb.app",
-        "stackblitz.io",
-    }
-)
 
 
 def _empty() -> Mapping[tuple[str, str, int | None], str]:
@@ -97,7 +38,7 @@ class Rules:
     subdomains: Mapping[tuple[str, str, int | None], str] = field(default_factory=_empty)
     # (scheme, host, ANY_PORT) -> the pattern text, for "http://localhost:*"
     any_port: Mapping[tuple[str, str, int | None], str] = field(default_factory=_empty)
-    regexes: tuple[re.Pattern[str], ...] = ()
+    regexes: tuple[OriginRegex, ...] = ()
     allow_all: bool = False
 
     @classmethod
@@ -233,16 +174,17 @@ def _compile_pattern(
     if len(problems) > start or normalized is None:
         return
     if subdomain_wildcard:
-        if (
-            normalized in SHARED_SUFFIXES
-            or ("." not in normalized and normalized != "localhost")
-            or normalized.startswith("[")
-            or normalized[-1].isdigit()
-        ):
+        # "*.localhost" stays local (RFC 6761); a wildcard over an IP address is no domain.
+        ip = normalized.startswith("[") or normalized[-1].isdigit()
+        suffix = None if normalized == "localhost" or ip else public_suffix_under(normalized)
+        if ip or suffix is not None:
+            below = (
+                f" ({quote(suffix)} is on the Public Suffix List)" if suffix not in (None, normalized) else ""
+            )
             problems.append(
                 Problem(
                     "corsengine.E006",
-                    f"wildcard {quote(raw)} covers a public suffix or shared hosting domain",
+                    f"wildcard {quote(raw)} covers a public suffix or shared hosting domain{below}",
                     "anyone can register a name under it; list your own domain instead, "
                     "e.g. 'https://*.yourapp.example'",
                 )
@@ -308,26 +250,9 @@ def compile_entries(
     return rules, problems, warnings
 
 
-def compile_regex(text: str, problems: list[Problem]) -> re.Pattern[str] | None:
+def compile_regex(text: str, problems: list[Problem]) -> OriginRegex | None:
     """Compile an origin regex (always used with fullmatch), reporting errors as problems."""
-    from ._regex import check_regex
-
-    try:
-        regex = re.compile(text)
-    except (re.error, TypeError) as error:
-        problems.append(
-            Problem(
-                "corsengine.E007",
-                f"origin regex {quote(str(text))} does not compile: {error}",
-                "check the syntax; the regex must match the whole origin",
-            )
-        )
-        return None
-    problem = check_regex(regex)
-    if problem is not None:
-        problems.append(problem)
-        return None
-    return regex
+    return compile_origin_regex(text, problems)
 
 
 def matches_origin(rules: Rules, origin: str) -> str | None:

@@ -432,6 +432,7 @@ def test_lint_bad_configuration(capsys: pytest.CaptureFixture[str], bad_config: 
     assert [p["code"] for p in document["problems"]] == ["corsengine.E001", "corsengine.E022"]
 
 
+@pytest.mark.usefixtures("no_re2")  # E008 is the guard of Python's engine
 def test_lint_nested_quantifiers_are_configuration_errors(
     capsys: pytest.CaptureFixture[str], config: Path
 ) -> None:

@@ -159,6 +159,7 @@ def test_pyproject_without_the_table(tmp_path: Path) -> None:
         ),
     ],
 )
+@pytest.mark.usefixtures("no_re2")  # E008 is the guard of Python's engine
 def test_toml_problems_name_the_field_and_the_line(tmp_path: Path, text: str, expected: list[object]) -> None:
     assert located(write(tmp_path, "cors.toml", text)) == expected
 

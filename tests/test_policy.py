@@ -177,6 +177,7 @@ CONFIG_ERRORS = {
 
 
 @pytest.mark.parametrize(("options", "codes"), list(CONFIG_ERRORS.values()), ids=list(CONFIG_ERRORS))
+@pytest.mark.usefixtures("no_re2")  # E008 is the guard of Python's engine
 def test_configuration_errors(options: dict[str, Any], codes: list[str]) -> None:
     with pytest.raises(ConfigurationError) as raised:
         Policy(**options)
