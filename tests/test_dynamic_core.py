@@ -644,3 +644,43 @@ def test_only_the_very_first_load_is_waited_for(clock: FakeClock) -> None:
                 await anyio.lowlevel.checkpoint()
 
     anyio.run(main)
+
+
+@pytest.mark.parametrize("kind", ["file", "remote"])
+def test_a_large_document_is_parsed_in_a_worker_thread(
+    kind: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    import httpx
+
+    import corsengine.providers._document as document
+    from corsengine.providers import FileProvider, RemoteJSONProvider
+
+    threads: list[int] = []
+    parse = document.parse_document
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.get_ident())
+        return parse(*args, **kwargs)
+
+    monkeypatch.setattr(f"corsengine.providers.{kind}.parse_document", spy)
+    body = json.dumps({"origins": [f"https://t{index}.example" for index in range(5_000)]})
+    if kind == "file":
+        path = tmp_path / "cors.json"
+        path.write_text(body)
+        provider: Any = FileProvider(path)
+    else:
+        client = httpx.AsyncClient(
+            transport=httpx.MockTransport(lambda request: httpx.Response(200, text=body))
+        )
+        provider = RemoteJSONProvider("http://config.example/cors.json", client=client)
+
+    async def main() -> None:
+        loop_thread = threading.get_ident()
+        policy = Policy(provider)
+        assert (await policy.aevaluate("https://t4999.example")).allowed
+        assert threads and all(thread != loop_thread for thread in threads)
+        await policy.aclose()
+
+    anyio.run(main)

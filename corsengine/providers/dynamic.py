@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable, Iterable
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -15,6 +15,7 @@ from ..types import Scope
 from ._base import DEFAULT_TTL, BaseProvider, PredicateBase
 from ._options import Options
 
+T = TypeVar("T")
 OriginsFunction = Callable[[], Iterable[str] | Awaitable[Iterable[str]]]
 PredicateFunction = Callable[..., bool | Awaitable[bool]]
 """``fn(origin)`` or ``fn(origin, scope)``, sync or async."""
@@ -28,6 +29,7 @@ DEFAULT_PREDICATE_TIMEOUT = 1.0
 # microseconds an entry, and a 100,000-entry list compiled on the event loop stalls every
 # request in flight for a fraction of a second.
 COMPILE_IN_THREAD_ABOVE: Final = 2_000
+PARSE_IN_THREAD_ABOVE: Final = 64 * 1024  # bytes of a document: about 2,000 origins
 
 
 def validate_entries(result: object, source: str, *, regexes: Iterable[str] = ()) -> Rules:
@@ -41,11 +43,16 @@ def validate_entries(result: object, source: str, *, regexes: Iterable[str] = ()
     return rules
 
 
+async def off_loop_if(large: bool, work: Callable[[], T]) -> T:
+    """``work()`` in a worker thread when ``large``, so the event loop keeps serving meanwhile."""
+    return await anyio.to_thread.run_sync(work) if large else work()
+
+
 async def validate_entries_off_loop(result: object, source: str, *, regexes: Iterable[str] = ()) -> Rules:
     """``validate_entries`` in a worker thread when the result is large, so the loop keeps serving."""
     if isinstance(result, list | tuple | set | frozenset) and len(result) > COMPILE_IN_THREAD_ABOVE:
         entries = list(result)  # a copy: the source may mutate its own list meanwhile
-        return await anyio.to_thread.run_sync(lambda: validate_entries(entries, source, regexes=regexes))
+        return await off_loop_if(True, lambda: validate_entries(entries, source, regexes=regexes))
     return validate_entries(result, source, regexes=regexes)
 
 

@@ -19,6 +19,7 @@ from ..exceptions import ProviderError
 from ._base import BaseProvider
 from ._document import Document, parse_document
 from ._options import E_SOURCE, Options, shown
+from .dynamic import PARSE_IN_THREAD_ABOVE, off_loop_if
 
 __all__ = ["FileProvider"]
 
@@ -120,8 +121,12 @@ class FileProvider(BaseProvider):
 
     async def load(self) -> Rules:
         signature, text = await anyio.to_thread.run_sync(self._read)
-        data = self._decode(text)
-        document = parse_document(data, str(self.path), allow_regexes=self.allow_regexes, text=text)
+        document = await off_loop_if(
+            len(text) > PARSE_IN_THREAD_ABOVE,
+            lambda: parse_document(
+                self._decode(text), str(self.path), allow_regexes=self.allow_regexes, text=text
+            ),
+        )
         self.document = document
         self._loaded = signature
         return document.rules

@@ -20,6 +20,7 @@ from ..exceptions import ProviderError
 from ._base import BaseProvider
 from ._document import Document, parse_document
 from ._options import E_SOURCE, Options, redacted
+from .dynamic import PARSE_IN_THREAD_ABOVE, off_loop_if
 
 __all__ = ["RemoteJSONProvider"]
 
@@ -228,15 +229,7 @@ class RemoteJSONProvider(BaseProvider):
         if status != 200:
             raise ProviderError(f"{quote(str(response.url))} answered HTTP {status}")
         body = await self._read_capped(response)
-        try:
-            text = body.decode("utf-8-sig")
-            data = json.loads(text)
-        except UnicodeDecodeError as error:
-            raise ProviderError(f"{quote(self.url)} sent a body that is not UTF-8: {error}") from None
-        except json.JSONDecodeError as error:
-            where = f"line {error.lineno} column {error.colno}"
-            raise ProviderError(f"{quote(self.url)} sent invalid JSON at {where}: {error.msg}") from None
-        document = parse_document(data, quote(self.url), allow_regexes=self.allow_regexes, text=text)
+        document, data = await off_loop_if(len(body) > PARSE_IN_THREAD_ABOVE, lambda: self._parse(body))
         if self.document is not None and document.version != self.document.version:
             logger.info("corsengine: %s is now version %s", quote(self.url), quote(str(document.version)))
         self.document = document
@@ -260,6 +253,18 @@ class RemoteJSONProvider(BaseProvider):
                 raise ProviderError(f"{quote(self.url)} sent more than the {self.max_bytes}-byte cap")
             chunks.append(chunk)
         return b"".join(chunks)
+
+    def _parse(self, body: bytes) -> tuple[Document, object]:
+        """The document a body holds, and the JSON it was read from (for the on-disk copy)."""
+        try:
+            text = body.decode("utf-8-sig")
+            data = json.loads(text)
+        except UnicodeDecodeError as error:
+            raise ProviderError(f"{quote(self.url)} sent a body that is not UTF-8: {error}") from None
+        except json.JSONDecodeError as error:
+            where = f"line {error.lineno} column {error.colno}"
+            raise ProviderError(f"{quote(self.url)} sent invalid JSON at {where}: {error.msg}") from None
+        return parse_document(data, quote(self.url), allow_regexes=self.allow_regexes, text=text), data
 
     def _update_ttl(self, response: httpx.Response) -> None:
         said = cache_control_ttl(response.headers.get("Cache-Control"))
