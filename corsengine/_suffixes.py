@@ -14,7 +14,7 @@ from functools import cache
 
 from publicsuffixlist import PSLFILE, PublicSuffixList
 
-__all__ = ["public_suffix_under"]
+__all__ = ["is_loaded", "public_suffix_under"]
 
 
 class _List:
@@ -52,6 +52,11 @@ def _order(rule: str) -> tuple[int, int, str]:
 def _public_suffix_list() -> _List:
     with open(PSLFILE, encoding="utf-8") as file:
         return _List(file.read().splitlines())
+
+
+def is_loaded() -> bool:
+    """Whether the list has been read (reading it takes about 120 ms, once per process)."""
+    return _public_suffix_list.cache_info().currsize > 0
 
 
 def public_suffix_under(parent: str) -> str | None:

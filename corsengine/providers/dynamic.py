@@ -10,6 +10,7 @@ import anyio.to_thread
 
 from .._callables import accepts, is_async, name_of
 from .._patterns import Rules, compile_entries
+from .._suffixes import is_loaded
 from ..exceptions import ConfigurationError, Problem, ProviderError
 from ..types import Scope
 from ._base import DEFAULT_TTL, BaseProvider, PredicateBase
@@ -50,9 +51,14 @@ async def off_loop_if(large: bool, work: Callable[[], T]) -> T:
 
 async def validate_entries_off_loop(result: object, source: str, *, regexes: Iterable[str] = ()) -> Rules:
     """``validate_entries`` in a worker thread when the result is large, so the loop keeps serving."""
-    if isinstance(result, list | tuple | set | frozenset) and len(result) > COMPILE_IN_THREAD_ABOVE:
+    if isinstance(result, list | tuple | set | frozenset):
         entries = list(result)  # a copy: the source may mutate its own list meanwhile
-        return await off_loop_if(True, lambda: validate_entries(entries, source, regexes=regexes))
+        # A first wildcard reads the Public Suffix List: about 120 ms, once per process.
+        first_wildcard = not is_loaded() and any(
+            isinstance(entry, str) and "*." in entry for entry in entries
+        )
+        large = len(entries) > COMPILE_IN_THREAD_ABOVE or first_wildcard
+        return await off_loop_if(large, lambda: validate_entries(entries, source, regexes=regexes))
     return validate_entries(result, source, regexes=regexes)
 
 
