@@ -82,7 +82,9 @@ class _Slot:
     ttl: float | None
     static: bool = False  # known at construction: never loads
     rules: Rules | None = None
-    fresh_until: float = -math.inf
+    fresh_until: float = -math.inf  # past this, the rules are stale
+    refresh_at: float = -math.inf  # past this, a reload starts in the background (refresh-ahead)
+    load_seconds: float = 0.0  # how long the last load took
     good_at: float = -math.inf
     inflight: anyio.Event | None = None
     attempted: bool = False  # a load has finished, well or not: only the first is waited for
@@ -247,7 +249,7 @@ class Resolver:
                 # Known at construction: no load, no deadline, evaluate() works at once.
                 slot.static = slot.attempted = True
                 slot.rules = member.rules if isinstance(member, StaticProvider) else Rules()
-                slot.fresh_until = math.inf
+                slot.fresh_until = slot.refresh_at = math.inf
                 slot.good_at = now
             slots.append(slot)
         with self._lock:
@@ -267,7 +269,7 @@ class Resolver:
         live = []
         deadline = closes_at = math.inf
         for slot in slots:
-            deadline = min(deadline, slot.fresh_until)
+            deadline = min(deadline, slot.refresh_at)
             if slot.rules is None:
                 continue
             expires = slot.good_at + (slot.ttl if slot.ttl is not None else math.inf) + self.max_stale
@@ -380,7 +382,13 @@ class Resolver:
             now = self.clock()
             waiting = []
             for slot in state.slots:
+                if now < slot.refresh_at:
+                    continue
                 if now < slot.fresh_until:
+                    # Refresh-ahead: still fresh, reloaded in the background before it expires
+                    # so that no request is answered from a list older than its TTL.
+                    if slot.inflight is None and not wait:
+                        self._start_load(slot)
                     continue
                 if slot.inflight is None and not wait:
                     self._start_load(slot)
@@ -411,7 +419,7 @@ class Resolver:
             slots = self.state.slots
             for slot in slots:
                 if not slot.static:
-                    slot.fresh_until = -math.inf
+                    slot.fresh_until = slot.refresh_at = -math.inf
                     slot.invalidations += 1
                     slot.forced = True
             self._publish(slots, new_generation=True)
@@ -427,12 +435,18 @@ class Resolver:
         await self.current()
 
     def invalidate(self) -> None:
-        """Mark every dynamic snapshot stale; the next request triggers a reload."""
-        for slot in self.state.slots:
-            if slot.ttl is not None:
-                slot.fresh_until = -math.inf
-                slot.invalidations += 1
-        self._republish()
+        """The source changed (a pub/sub message, a file event): reload now, in the background.
+
+        Requests keep the list in force until the reload lands; the first request after it
+        sees the change, whether traffic flows or not.
+        """
+        with self._lock:
+            for slot in self.state.slots:
+                if not slot.static:
+                    slot.fresh_until = slot.refresh_at = -math.inf
+                    slot.invalidations += 1
+            self._publish(self.state.slots)
+        self._run_soon(self._reload_in_background)
 
     def _start_load(self, slot: _Slot) -> None:
         """Start loading ``slot`` in the background; leaves ``inflight`` None if it cannot."""
@@ -440,10 +454,22 @@ class Resolver:
         if not self._spawn(lambda: self._load(slot, event)):
             slot.inflight = None
 
+    def _set_fresh(self, slot: _Slot, until: float) -> None:
+        slot.fresh_until = until
+        ttl = slot.ttl
+        if ttl is None or not math.isfinite(until):
+            slot.refresh_at = until
+            return
+        # Start reloading ahead of expiry by a tenth of the TTL, or twice the last load's time
+        # when that is longer, but never in the first half of the TTL.
+        ahead = min(0.5 * ttl, max(0.1 * ttl, 2 * slot.load_seconds))
+        slot.refresh_at = until - ahead
+
     async def _load(self, slot: _Slot, done: anyio.Event) -> None:
         slot.inflight = done
         invalidations = slot.invalidations
         prepared = None
+        started = self.clock()
         try:
             with anyio.fail_after(self.timeout):
                 rules = await slot.provider.load()
@@ -467,17 +493,18 @@ class Resolver:
             if slot.failing_since is None:
                 slot.failing_since = now
             ttl = slot.ttl if slot.ttl is not None else RETRY_AFTER
-            slot.fresh_until = now + min(ttl, RETRY_AFTER)
+            slot.fresh_until = slot.refresh_at = now + min(ttl, RETRY_AFTER)
         else:
             now = self.clock()
             slot.rules, slot.error, slot.failing_since, slot.good_at = rules, None, None, now
             # A provider may set its ttl per load (a remote document's Cache-Control max-age).
             slot.ttl = getattr(slot.provider, "ttl", slot.ttl)
-            slot.fresh_until = now + slot.ttl if slot.ttl is not None else math.inf
+            slot.load_seconds = max(0.0, now - started)
+            self._set_fresh(slot, now + slot.ttl if slot.ttl is not None else math.inf)
             if slot.invalidations != invalidations:
                 # The source changed while this load ran (a pub/sub message, a file event,
                 # refresh()): what it read may predate the change, so it loads again.
-                slot.fresh_until = -math.inf
+                slot.fresh_until = slot.refresh_at = -math.inf
             if not slot.retired:
                 prepared = await self._prepare_off_loop()
         finally:
@@ -488,6 +515,8 @@ class Resolver:
                 slot.inflight = None
             done.set()
             self._republish(slot, prepared)
+            if slot.invalidations != invalidations and not slot.retired and not slot.forced:
+                self._run_soon(self._reload_in_background)  # the change that came meanwhile
 
     def failure_report(self) -> str | None:
         """Which sources are failing, since when, and what is in force instead (for reasons)."""

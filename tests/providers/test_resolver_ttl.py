@@ -30,4 +30,4 @@ async def test_ttl_set_by_a_load_decides_when_the_next_load_happens(clock: FakeC
     clock.advance(50)  # past the ttl the provider started with, within the one it set
     assert (await policy.aevaluate("https://app.example.com")).allowed
     assert provider.loads == 1
-    assert policy._resolver.state.deadline == 1000.0 + 100.0
+    assert policy._resolver.state.deadline == 1000.0 + 100.0 - 10.0  # refresh-ahead: a tenth of the TTL early
