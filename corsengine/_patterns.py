@@ -8,6 +8,7 @@ port, and ``https://*.example.com:*`` combines both. The scheme is always litera
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -219,6 +220,28 @@ def _compile_pattern(
         exact.add(canonical)
 
 
+# An exact origin already in canonical form, as databases and documents usually hold them:
+# lower-case http(s), a host of ASCII labels whose last label starts with a letter (so never
+# an IPv4 address), an optional port. Such an entry is added to the set as it is, without
+# the general path's splitting, IDNA and re-serializing (about 10 x faster). Anything else
+# (punycode, IP addresses, patterns, a default port, upper case) takes the general path.
+_CANONICAL_EXACT = re.compile(
+    r"(https?)://((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?)"
+    r"(?::([1-9][0-9]{0,4}))?"
+)
+_DEFAULT_PORT_TEXT: Final = {"http": "80", "https": "443"}
+
+
+def _canonical_exact(entry: str) -> bool:
+    match = _CANONICAL_EXACT.fullmatch(entry)
+    if match is None:
+        return False
+    scheme, host, port = match.groups()
+    if len(host) > 253 or "xn--" in host:
+        return False
+    return port is None or (port != _DEFAULT_PORT_TEXT[scheme] and int(port) <= 65535)
+
+
 def compile_entries(
     entries: Iterable[str], *, regexes: Iterable[str] = ()
 ) -> tuple[Rules, list[Problem], list[str]]:
@@ -234,6 +257,9 @@ def compile_entries(
     any_port: dict[tuple[str, str, int | None], str] = {}
     allow_all = False
     for entry in entries:
+        if type(entry) is str and _canonical_exact(entry):
+            exact.add(entry)
+            continue
         if not isinstance(entry, str):
             problems.append(
                 Problem(

@@ -318,7 +318,9 @@ class Resolver:
             predicates = old.predicates
         foldable = not any(asker.predicate.takes_request for asker in predicates)
         vary = tuple(dict.fromkeys(name for asker in predicates for name in asker.predicate.vary))
-        self.state = State(merged, predicates, deadline, generation, slots, {}, foldable, vary, closes_at)
+        # Same rules, same predicate caches: what the memo learned still holds.
+        memo = old.memo if merged is old.rules and generation == old.generation else {}
+        self.state = State(merged, predicates, deadline, generation, slots, memo, foldable, vary, closes_at)
         if change is not None:
             for listener in list(self._listeners):
                 try:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from corsengine import ConfigurationError
+from corsengine import ConfigurationError, _patterns
 from corsengine._patterns import Rules, compile_entries, matches_origin
 
 RULES = [
@@ -127,3 +129,48 @@ def test_every_problem_is_listed_at_once() -> None:
         "corsengine.E008",
     )
     assert str(raised.value).startswith("5 CORS configuration problems:")
+
+
+# --- the fast path for canonical exact origins ------------------------------------------------
+
+_LABEL_CHARS = st.text(alphabet="abcxyz019-_", min_size=1, max_size=8) | st.sampled_from(
+    ["xn--bcher-kva", "localhost", "example", "com", "0", "255", "a-", "-a", "A"]
+)
+
+
+@st.composite
+def near_canonical(draw: st.DrawFn) -> str:
+    scheme = draw(st.sampled_from(["http", "https", "HTTP", "ws", "ftp"]))
+    labels = draw(st.lists(_LABEL_CHARS, min_size=1, max_size=4))
+    port = draw(st.sampled_from(["", ":80", ":443", ":8080", ":0", ":08080", ":65535", ":65536", ":99999"]))
+    tail = draw(st.sampled_from(["", "", "", "/", "."]))
+    return f"{scheme}://{'.'.join(labels)}{port}{tail}"
+
+
+def general_path(entry: str) -> tuple[frozenset[str], list[str]]:
+    problems: list[_patterns.Problem] = []
+    exact: set[str] = set()
+    _patterns._compile_pattern(entry, problems, {}, {}, exact, [])
+    return frozenset(exact), [problem.code for problem in problems]
+
+
+@settings(max_examples=500, deadline=None, database=None)
+@given(near_canonical())
+def test_the_canonical_fast_path_agrees_with_the_general_path(entry: str) -> None:
+    if _patterns._canonical_exact(entry):
+        exact, problems = general_path(entry)
+        assert (exact, problems) == (frozenset({entry}), []), entry
+
+
+def test_the_fast_path_takes_the_common_forms_and_leaves_the_rest() -> None:
+    taken = ["https://app.example.com", "http://localhost:3000", "https://a-b.c9.example:8443"]
+    left = [
+        "https://App.example.com",  # upper case: normalized with a warning
+        "https://app.example.com:443",  # default port
+        "http://127.0.0.1:8000",  # an IPv4 address
+        "https://xn--bcher-kva.example",  # punycode: checked by IDNA
+        "https://app.example.com/",  # a trailing slash
+        "https://*.example.com",  # a pattern
+    ]
+    assert all(_patterns._canonical_exact(entry) for entry in taken)
+    assert not any(_patterns._canonical_exact(entry) for entry in left)

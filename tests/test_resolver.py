@@ -553,3 +553,37 @@ def test_refresh_during_a_background_refresh_loads_again(clock: FakeClock) -> No
         assert (await policy.aevaluate(B)).allowed
 
     anyio.run(main)
+
+
+def test_an_unchanged_list_is_not_compiled_again_and_keeps_the_memo(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import corsengine.providers.dynamic as dynamic
+
+    compiled: list[int] = []
+    compile_entries = dynamic.compile_entries
+
+    def spy(entries: Any, **kwargs: Any) -> Any:
+        compiled.append(len(entries))
+        return compile_entries(entries, **kwargs)
+
+    monkeypatch.setattr(dynamic, "compile_entries", spy)
+    source = Source([A, B])
+    policy = make(source, clock)
+    assert allowed(policy, A)
+    state = policy._resolver.state
+    clock.advance(31)
+    assert allowed(policy, A)  # reloaded: the same list
+    assert source.calls == 2 and compiled == [2]
+    assert policy._resolver.state.rules is state.rules
+    assert A in policy._resolver.state.memo  # what the memo learned still holds
+
+
+def test_a_changed_list_is_never_answered_from_the_old_memo(clock: FakeClock) -> None:
+    source = Source([A])
+    policy = make(source, clock)
+    assert allowed(policy, A) and not allowed(policy, B)  # both memoized
+    source.origins = [B]
+    clock.advance(31)
+    # A sync evaluate() waits for the reload: the first answer after it comes from the new list.
+    assert allowed(policy, B) and not allowed(policy, A)

@@ -49,17 +49,35 @@ async def off_loop_if(large: bool, work: Callable[[], T]) -> T:
     return await anyio.to_thread.run_sync(work) if large else work()
 
 
-async def validate_entries_off_loop(result: object, source: str, *, regexes: Iterable[str] = ()) -> Rules:
-    """``validate_entries`` in a worker thread when the result is large, so the loop keeps serving."""
-    if isinstance(result, list | tuple | set | frozenset):
+class Compiler:
+    """Compiles what a dynamic source returns, off the loop when it is large, and not at all
+    when the source returned the same list as last time (a list that has not changed costs a
+    comparison, not a compile)."""
+
+    __slots__ = ("_last", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._last: tuple[list[object], Rules] | None = None
+
+    async def compile(self, result: object) -> Rules:
+        if not isinstance(result, list | tuple | set | frozenset):
+            return validate_entries(result, self.source)  # refused with a clear message
         entries = list(result)  # a copy: the source may mutate its own list meanwhile
         # A first wildcard reads the Public Suffix List: about 120 ms, once per process.
         first_wildcard = not is_loaded() and any(
             isinstance(entry, str) and "*." in entry for entry in entries
         )
         large = len(entries) > COMPILE_IN_THREAD_ABOVE or first_wildcard
-        return await off_loop_if(large, lambda: validate_entries(entries, source, regexes=regexes))
-    return validate_entries(result, source, regexes=regexes)
+        rules = await off_loop_if(large, lambda: self._compile(entries))
+        self._last = (entries, rules)
+        return rules
+
+    def _compile(self, entries: list[object]) -> Rules:
+        last = self._last
+        if last is not None and last[0] == entries:
+            return last[1]  # the same object: the resolver then publishes nothing new
+        return validate_entries(entries, self.source)
 
 
 def _shape_problem(what: str, function: object, expected: str, hint: str) -> Problem:
@@ -113,12 +131,13 @@ class CallableProvider(BaseProvider):
             raise ConfigurationError(problems)
         self.function = function
         self.ttl = ttl
+        self._compiler = Compiler(f"origins function {name_of(function)}")
 
     async def load(self) -> Rules:
         result = self.function()
         if isinstance(result, Awaitable):
             result = await result
-        return await validate_entries_off_loop(result, f"origins function {name_of(self.function)}")
+        return await self._compiler.compile(result)
 
     def __repr__(self) -> str:
         return f"CallableProvider({name_of(self.function)}, ttl={self.ttl})"

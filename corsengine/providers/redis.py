@@ -27,7 +27,7 @@ from ..exceptions import ConfigurationError, Problem, ProviderError
 from ._base import BaseProvider
 from ._options import E_SOURCE, Options
 from ._options import redacted as redacted  # re-exported: the CLI's messages use it too
-from .dynamic import validate_entries_off_loop
+from .dynamic import Compiler
 
 __all__ = ["RedisProvider", "add_origins", "connect", "list_origins", "remove_origins"]
 
@@ -167,6 +167,7 @@ class RedisProvider(BaseProvider):
         options.raise_problems()
         self.url = url
         self.key = key
+        self._compiler = Compiler(f"Redis key {quote(key)}")
         self.channel = channel
         self.ttl: float | None = ttl
         self.timeout = timeout
@@ -189,7 +190,7 @@ class RedisProvider(BaseProvider):
         except UNAVAILABLE as error:
             where = redacted(self.url)
             raise ProviderError(f"Redis at {where} is unavailable: {_describe(error)}") from None
-        rules = await validate_entries_off_loop(entries, f"Redis key {quote(self.key)}")
+        rules = await self._compiler.compile(entries)
         self.metadata = metadata
         return rules
 
