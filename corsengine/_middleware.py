@@ -236,6 +236,7 @@ class CORSMiddleware:
                 request_headers.decode("latin-1") if request_headers is not None else None,
                 True,
                 private_network,
+                explain=False,
             )
             body = (decision.body or "").encode("utf-8")
             headers = _encode(decision.headers.items())
