@@ -186,21 +186,22 @@ class CORSMiddleware:
         vary = _VARY_ORIGIN
         if origin is None:
             cors: list[tuple[bytes, bytes]] = []
-        else:
+        elif request_method is not None and scope["method"] == "OPTIONS":
             text = origin.decode("latin-1")
-            policy = self.policy
-            rule = policy.lookup(text, scope)
+            rule = self.policy.lookup(text, scope)
             if isinstance(rule, Pending):
-                rule = await policy.resolve(text, scope)
-            if request_method is not None and scope["method"] == "OPTIONS":
-                await self._answer_preflight(
-                    text, rule, request_method, request_headers, private_network, send
-                )
-                return
-            allowed = policy.actual_headers(origin, rule)
-            cors = [] if allowed is None else allowed
-            if allowed is None and logger.isEnabledFor(logging.DEBUG):
-                logger.debug("corsengine: refused origin %s", quote(text))
+                rule = await self.policy.resolve(text, scope)
+            await self._answer_preflight(text, rule, request_method, request_headers, private_network, send)
+            return
+        else:
+            policy = self.policy
+            answer = policy.actual_response(origin, scope)
+            if isinstance(answer, Pending):
+                rule = await policy.resolve(origin.decode("latin-1"), scope)
+                answer = policy.actual_headers(origin, rule) or []
+            cors = answer
+            if not cors and logger.isEnabledFor(logging.DEBUG):
+                logger.debug("corsengine: refused origin %s", quote(origin.decode("latin-1")))
             extra = policy.vary
             if extra:
                 vary = (_VARY, b", ".join([_ORIGIN_TOKEN, *(name.encode("latin-1") for name in extra)]))

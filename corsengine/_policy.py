@@ -563,6 +563,36 @@ class Policy:
             origin = value.encode("latin-1")
         return [(_ACAO, origin), *self._encoded_tail]
 
+    def actual_response(
+        self, origin: bytes, scope: Scope | None = None
+    ) -> list[tuple[bytes, bytes]] | Pending:
+        """``actual_headers()`` for the request's Origin bytes, from the snapshot's own cache
+        when the rules decided before; an empty list when refused; PENDING when I/O is needed.
+
+        What the middleware asks on every actual request: a warm answer is one dict read.
+        """
+        state = self._resolver.state
+        deadline = state.deadline
+        # Past the deadline, lookup() decides between a load and a malformed origin's refusal.
+        if deadline == _NEVER or deadline > self.clock():
+            headers = state.prepared.get(origin)
+            if headers is not None:
+                return headers
+        text = origin.decode("latin-1")
+        rule = self.lookup(text, scope)
+        if isinstance(rule, Pending):
+            return PENDING
+        headers = self.actual_headers(origin, rule) or []
+        verdict = state.memo.get(text, _MISSING)
+        # Only what the rules said: a predicate's answer expires, and a request-aware one is
+        # not even the same for the next request.
+        if type(verdict) is str or verdict is MALFORMED or (verdict is None and not state.predicates):
+            prepared = state.prepared
+            if len(prepared) >= MEMO_SIZE:
+                prepared.clear()  # bounded under a flood of distinct origins
+            prepared[origin] = headers
+        return headers
+
     def evaluate(
         self,
         origin: str | None,

@@ -180,6 +180,9 @@ class State:
     # origin -> what the rules say (a rule, None, or MALFORMED), filled by requests. It
     # belongs to this state, so a swap or refresh starts a new one. Bounded by MEMO_SIZE.
     memo: dict[str, object] = field(default_factory=dict, repr=False)
+    # Origin bytes -> the encoded headers of an actual response (empty: refused), for answers
+    # the rules gave (never a predicate's, which expire). Same life and bound as ``memo``.
+    prepared: dict[bytes, list[tuple[bytes, bytes]]] = field(default_factory=dict, repr=False)
     # True when every predicate decides from the origin alone, so that its cached answers
     # may be folded into the memo.
     foldable: bool = True
@@ -319,8 +322,22 @@ class Resolver:
         foldable = not any(asker.predicate.takes_request for asker in predicates)
         vary = tuple(dict.fromkeys(name for asker in predicates for name in asker.predicate.vary))
         # Same rules, same predicate caches: what the memo learned still holds.
-        memo = old.memo if merged is old.rules and generation == old.generation else {}
-        self.state = State(merged, predicates, deadline, generation, slots, memo, foldable, vary, closes_at)
+        if merged is old.rules and generation == old.generation:
+            memo, encoded = old.memo, old.prepared
+        else:
+            memo, encoded = {}, {}
+        self.state = State(
+            merged,
+            predicates,
+            deadline,
+            generation,
+            slots,
+            memo=memo,
+            prepared=encoded,
+            foldable=foldable,
+            vary=vary,
+            closes_at=closes_at,
+        )
         if change is not None:
             for listener in list(self._listeners):
                 try:

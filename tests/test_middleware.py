@@ -10,6 +10,7 @@ import pytest
 
 from corsengine import CORSMiddleware, Policy
 from corsengine.providers import CallableProvider, PredicateProvider
+from corsengine.testing import FakeClock
 
 from .asgi import call, plain_app
 
@@ -251,3 +252,83 @@ def test_callable_provider_object_is_accepted() -> None:
     app = CORSMiddleware(plain_app(), allow_origins=CallableProvider(lambda: ["https://a.com"], ttl=5))
     _, headers, _ = run(call, app, "GET", [(b"origin", b"https://a.com")])
     assert headers_of(headers)[b"access-control-allow-origin"] == b"https://a.com"
+
+
+# --- the snapshot's prepared headers never outlive what they were made from ----------------------
+
+
+def allow_origin_of(app: Any, origin: str) -> bytes | None:
+    async def main() -> bytes | None:
+        _, headers, _ = await call(app, "GET", [(b"origin", origin.encode())])
+        return dict(headers).get(b"access-control-allow-origin")
+
+    return anyio.run(main)  # type: ignore[no-any-return]
+
+
+def test_prepared_headers_are_not_used_after_a_swap() -> None:
+    policy = Policy(["https://a.example"])
+    app = CORSMiddleware(plain_app(), policy=policy)
+    assert allow_origin_of(app, "https://a.example") == b"https://a.example"
+    assert allow_origin_of(app, "https://a.example") == b"https://a.example"  # from the prepared cache
+    policy.swap(["https://b.example"])
+    assert allow_origin_of(app, "https://a.example") is None
+
+
+def test_prepared_headers_are_not_used_after_a_ttl_reload_or_a_refresh(clock: FakeClock) -> None:
+    lists = {"now": ["https://a.example"]}
+    policy = Policy(CallableProvider(lambda: lists["now"], ttl=30), clock=clock)
+    app = CORSMiddleware(plain_app(), policy=policy)
+
+    async def main() -> None:
+        async def allow_origin(origin: str) -> bytes | None:
+            _, headers, _ = await call(app, "GET", [(b"origin", origin.encode())])
+            return dict(headers).get(b"access-control-allow-origin")
+
+        assert await allow_origin("https://a.example") == b"https://a.example"
+        assert await allow_origin("https://a.example") == b"https://a.example"
+        lists["now"] = ["https://b.example"]
+        clock.advance(31)
+        await allow_origin("https://b.example")  # expired: the reload starts
+        await anyio.wait_all_tasks_blocked()
+        assert await allow_origin("https://a.example") is None
+        lists["now"] = ["https://a.example"]
+        await policy.refresh()
+        assert await allow_origin("https://a.example") == b"https://a.example"
+
+    anyio.run(main)
+
+
+def test_prepared_headers_are_not_used_past_max_stale(clock: FakeClock) -> None:
+    state = {"fail": False}
+
+    def origins() -> list[str]:
+        if state["fail"]:
+            raise RuntimeError("down")
+        return ["https://a.example"]
+
+    policy = Policy(CallableProvider(origins, ttl=30), max_stale=60, clock=clock)
+    app = CORSMiddleware(plain_app(), policy=policy)
+    assert allow_origin_of(app, "https://a.example") == b"https://a.example"
+    state["fail"] = True
+    clock.advance(89)
+    assert allow_origin_of(app, "https://a.example") == b"https://a.example"  # last good list
+    clock.advance(2)  # past TTL + max_stale: fail closed, whatever was prepared
+    assert allow_origin_of(app, "https://a.example") is None
+
+
+def test_predicate_answers_are_never_prepared(clock: FakeClock) -> None:
+    tenants = {"https://t.example"}
+    calls: list[str] = []
+
+    def is_tenant(origin: str) -> bool:
+        calls.append(origin)
+        return origin in tenants
+
+    policy = Policy(PredicateProvider(is_tenant, cache_ttl=10), clock=clock)
+    app = CORSMiddleware(plain_app(), policy=policy)
+    assert allow_origin_of(app, "https://t.example") == b"https://t.example"
+    assert allow_origin_of(app, "https://t.example") == b"https://t.example"
+    tenants.clear()
+    clock.advance(10)  # the cached answer expired: asked again at the first request
+    assert allow_origin_of(app, "https://t.example") is None
+    assert calls == ["https://t.example", "https://t.example"]
