@@ -38,6 +38,8 @@ def _merge_vary(current: bytes | None, vary: tuple[bytes, bytes]) -> bytes:
     ours = vary[1]
     if current is None:
         return ours
+    if ours is _ORIGIN_TOKEN and b"origin" not in current.lower() and b"*" not in current:
+        return current + b", Origin"  # the common case (Vary: Accept-Encoding), without a split
     present = {token.strip().lower() for token in current.split(b",")}
     if b"*" in present:
         return current
