@@ -10,6 +10,7 @@ import anyio
 
 from ._origin import MAX_ORIGIN_LENGTH, quote
 from ._policy import MAX_REQUEST_HEADERS_LENGTH, OriginsSpec, Pending, Policy
+from .exceptions import ConfigurationError, Problem
 from .types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("corsengine")
@@ -89,7 +90,9 @@ class CORSMiddleware:
     `Policy` as ``policy=`` (and nothing else).
 
     Where Starlette and Fetch differ, the keyword form keeps Starlette's meaning (see
-    ``Policy(starlette_compatible=True)``).
+    ``Policy(starlette_compatible=True)``). ``check_websocket_origin=True`` also refuses
+    WebSocket handshakes from origins the policy does not allow (cross-site WebSocket
+    hijacking), before the app accepts them.
 
     Examples:
         >>> import anyio
@@ -125,7 +128,18 @@ class CORSMiddleware:
         *,
         preflight_status: int = 200,
         policy: Policy | None = None,
+        check_websocket_origin: bool = False,
     ) -> None:
+        if not isinstance(check_websocket_origin, bool):
+            raise ConfigurationError(
+                [
+                    Problem(
+                        "corsengine.E019",
+                        f"check_websocket_origin={check_websocket_origin!r} is not True or False",
+                        "write check_websocket_origin=True or check_websocket_origin=False",
+                    )
+                ]
+            )
         if policy is None:
             policy = Policy(
                 allow_origins,
@@ -149,6 +163,7 @@ class CORSMiddleware:
             raise TypeError("pass either policy= or the CORS keyword arguments, not both")
         self.app = app
         self.policy = policy
+        self.check_websocket_origin = check_websocket_origin
         self._preflights: dict[tuple[object, ...], tuple[int, tuple[tuple[bytes, bytes], ...], bytes]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -156,6 +171,8 @@ class CORSMiddleware:
         if scope_type != "http":
             if scope_type == "lifespan":
                 await self._lifespan(scope, receive, send)
+            elif scope_type == "websocket" and self.check_websocket_origin:
+                await self._websocket(scope, receive, send)
             else:  # WebSocket handshakes are not CORS (see docs/security.md).
                 await self.app(scope, receive, send)
             return
@@ -257,6 +274,45 @@ class CORSMiddleware:
         # A fresh list each time: outer middleware may edit the headers in place.
         await send({"type": "http.response.start", "status": status, "headers": list(headers_tuple)})
         await send({"type": "http.response.body", "body": body})
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Refuse a WebSocket handshake from an Origin the policy does not allow.
+
+        Browsers apply no CORS to WebSockets: they send the page's Origin, with its cookies,
+        and leave the check to the server (cross-site WebSocket hijacking). A handshake
+        without an Origin (a non-browser client) passes.
+        """
+        origins = [value for name, value in scope["headers"] if name == _ORIGIN]
+        if not origins:
+            await self.app(scope, receive, send)
+            return
+        origin = origins[0] if len(origins) == 1 else _DUPLICATE
+        text = origin.decode("latin-1")
+        policy = self.policy
+        rule = policy.lookup(text, scope)
+        if isinstance(rule, Pending):
+            rule = await policy.resolve(text, scope)
+        if policy.actual_headers(origin, rule) is not None:
+            await self.app(scope, receive, send)
+            return
+        logger.info("corsengine: refused a WebSocket handshake from origin %s", quote(text))
+        message = await receive()  # websocket.connect, which comes first
+        if message["type"] != "websocket.connect":
+            return  # the client went away
+        if "websocket.http.response" in scope.get("extensions", {}):
+            # The server lets the app answer the handshake itself: a plain 403.
+            body = b"WebSocket origin not allowed"
+            await send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": 403,
+                    "headers": [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))],
+                }
+            )
+            await send({"type": "websocket.http.response.body", "body": body})
+        else:
+            # A close before accept: the server refuses the handshake (403 in uvicorn).
+            await send({"type": "websocket.close", "code": 1008})
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Background refreshes and watchers live as long as the app, in its lifespan.
