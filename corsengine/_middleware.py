@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any
 
 import anyio
@@ -29,6 +29,44 @@ _DUPLICATE = b"\x00duplicate"  # never a valid origin, so it is refused like any
 # What Access-Control-Request-Headers reads as once its lines add up past the limit: still
 # over the limit, so the policy refuses it, and nothing more of the request is joined.
 _OVERSIZED = b"\x00" * (MAX_REQUEST_HEADERS_LENGTH + 1)
+
+
+_HANDLED = "corsengine.handled"  # set on http.response.start once a corsengine middleware decided
+
+
+def _compile_routes(routes: Mapping[str, Policy] | None) -> dict[str, Policy]:
+    """Route prefixes without their trailing slash ("/api/" and "/api" are one route)."""
+    if routes is None:
+        return {}
+    problems: list[Problem] = []
+    if not isinstance(routes, Mapping):
+        problems.append(
+            Problem(
+                "corsengine.E027",
+                f"routes is a {type(routes).__name__}, not a mapping",
+                "write routes={'/public/': public_policy}",
+            )
+        )
+        raise ConfigurationError(problems)
+    compiled: dict[str, Policy] = {}
+    for prefix, policy in routes.items():
+        if not isinstance(prefix, str) or not prefix.startswith("/"):
+            problems.append(
+                Problem("corsengine.E027", f"route {prefix!r} is not a path prefix", "start it with '/'")
+            )
+        elif not isinstance(policy, Policy):
+            problems.append(
+                Problem(
+                    "corsengine.E027",
+                    f"route {prefix!r} maps to a {type(policy).__name__}, not a Policy",
+                    "give each route a corsengine.Policy",
+                )
+            )
+        else:
+            compiled[prefix.rstrip("/") or "/"] = policy
+    if problems:
+        raise ConfigurationError(problems)
+    return compiled
 
 
 def _encode(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
@@ -92,7 +130,8 @@ class CORSMiddleware:
     Where Starlette and Fetch differ, the keyword form keeps Starlette's meaning (see
     ``Policy(starlette_compatible=True)``). ``check_websocket_origin=True`` also refuses
     WebSocket handshakes from origins the policy does not allow (cross-site WebSocket
-    hijacking), before the app accepts them.
+    hijacking), before the app accepts them. ``routes={"/partners/": partner_policy}`` gives
+    path prefixes their own policy (the longest prefix wins; preflights are routed alike).
 
     Examples:
         >>> import anyio
@@ -128,6 +167,7 @@ class CORSMiddleware:
         *,
         preflight_status: int = 200,
         policy: Policy | None = None,
+        routes: Mapping[str, Policy] | None = None,
         check_websocket_origin: bool = False,
     ) -> None:
         if not isinstance(check_websocket_origin, bool):
@@ -163,16 +203,18 @@ class CORSMiddleware:
             raise TypeError("pass either policy= or the CORS keyword arguments, not both")
         self.app = app
         self.policy = policy
+        self.routes = _compile_routes(routes)
         self.check_websocket_origin = check_websocket_origin
         self._preflights: dict[tuple[object, ...], tuple[int, tuple[tuple[bytes, bytes], ...], bytes]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope_type = scope["type"]
+        policy = self._route(scope["path"]) if self.routes and scope_type != "lifespan" else self.policy
         if scope_type != "http":
             if scope_type == "lifespan":
                 await self._lifespan(scope, receive, send)
             elif scope_type == "websocket" and self.check_websocket_origin:
-                await self._websocket(scope, receive, send)
+                await self._websocket(policy, scope, receive, send)
             else:  # WebSocket handshakes are not CORS (see docs/security.md).
                 await self.app(scope, receive, send)
             return
@@ -207,13 +249,14 @@ class CORSMiddleware:
             cors: list[tuple[bytes, bytes]] = []
         elif request_method is not None and scope["method"] == "OPTIONS":
             text = origin.decode("latin-1")
-            rule = self.policy.lookup(text, scope)
+            rule = policy.lookup(text, scope)
             if isinstance(rule, Pending):
-                rule = await self.policy.resolve(text, scope)
-            await self._answer_preflight(text, rule, request_method, request_headers, private_network, send)
+                rule = await policy.resolve(text, scope)
+            await self._answer_preflight(
+                policy, text, rule, request_method, request_headers, private_network, send
+            )
             return
         else:
-            policy = self.policy
             answer = policy.actual_response(origin, scope)
             if isinstance(answer, Pending):
                 rule = await policy.resolve(origin.decode("latin-1"), scope)
@@ -227,14 +270,18 @@ class CORSMiddleware:
 
         # A plain function returning send's awaitable: one coroutine per message, not two.
         def send_with_cors(message: Message) -> Awaitable[None]:
-            if message["type"] == "http.response.start":
+            # A corsengine middleware nearer the app (a mounted sub-app's own policy) has
+            # decided this response already: it is left as that one made it.
+            if message["type"] == "http.response.start" and _HANDLED not in message:
                 message["headers"] = _response_headers(message.get("headers", ()), cors, vary)
+                message[_HANDLED] = True
             return send(message)
 
         await self.app(scope, receive, send_with_cors)
 
     async def _answer_preflight(
         self,
+        policy: Policy,
         origin: str,
         rule: str | None,
         request_method: bytes,
@@ -245,8 +292,7 @@ class CORSMiddleware:
         # Fetch: the app never sees a preflight; the answer is ours alone. The answer is a
         # pure function of these inputs (the rule already reflects the current allowlist),
         # so encoded answers are memoized, bounded.
-        policy = self.policy
-        key = (origin, rule, request_method, request_headers, private_network, policy.vary)
+        key = (policy, origin, rule, request_method, request_headers, private_network, policy.vary)
         answer = self._preflights.get(key)
         if answer is None:
             decision = policy.decide(
@@ -275,7 +321,7 @@ class CORSMiddleware:
         await send({"type": "http.response.start", "status": status, "headers": list(headers_tuple)})
         await send({"type": "http.response.body", "body": body})
 
-    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _websocket(self, policy: Policy, scope: Scope, receive: Receive, send: Send) -> None:
         """Refuse a WebSocket handshake from an Origin the policy does not allow.
 
         Browsers apply no CORS to WebSockets: they send the page's Origin, with its cookies,
@@ -288,7 +334,6 @@ class CORSMiddleware:
             return
         origin = origins[0] if len(origins) == 1 else _DUPLICATE
         text = origin.decode("latin-1")
-        policy = self.policy
         rule = policy.lookup(text, scope)
         if isinstance(rule, Pending):
             rule = await policy.resolve(text, scope)
@@ -316,11 +361,26 @@ class CORSMiddleware:
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Background refreshes and watchers live as long as the app, in its lifespan.
-        policy = self.policy
+        policies = list(dict.fromkeys([self.policy, *self.routes.values()]))
         async with anyio.create_task_group() as task_group:
-            policy.attach(task_group)
+            for policy in policies:
+                policy.attach(task_group)
             try:
                 await self.app(scope, receive, send)
             finally:
-                policy.attach(None)
+                for policy in policies:
+                    policy.attach(None)
                 task_group.cancel_scope.cancel()
+
+    def _route(self, path: str) -> Policy:
+        """The policy of the longest route prefix that ``path`` is under (whole segments)."""
+        routes = self.routes
+        while path:
+            policy = routes.get(path)
+            if policy is not None:
+                return policy
+            cut = path.rfind("/")
+            if cut <= 0:
+                break
+            path = path[:cut]  # one segment up: cost grows with the path's depth, not the routes
+        return routes.get("/", self.policy)

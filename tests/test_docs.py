@@ -28,6 +28,7 @@ EXAMPLES = [example for path in DOCS for example in examples(path)]
 # and the test below that calls them, more than once where a reader would.
 CALLED_BY = {
     "index.md:me": "test_the_start_page_app_serves_its_route_cross_origin",
+    "production.md:put_order": "test_the_per_route_recipe_routes_partners_to_their_policy",
     "providers.md:onboard_partner": "test_onboarding_a_partner_twice_against_a_real_redis",
     "providers.md:offboard_partner": "test_onboarding_a_partner_twice_against_a_real_redis",
 }
@@ -111,6 +112,17 @@ def test_the_start_page_app_serves_its_route_cross_origin() -> None:
             assert response.json() == {"name": "Ada"}
             assert response.headers["access-control-allow-origin"] == "https://eu.partner.example"
             assert response.headers["access-control-allow-credentials"] == "true"
+
+
+def test_the_per_route_recipe_routes_partners_to_their_policy() -> None:
+    namespace = example_defining("put_order").run()
+    with TestClient(namespace["app"]) as client:  # type: ignore[arg-type]
+        for _ in range(2):
+            partner = client.put("/partners/orders", headers={"Origin": "https://partner.example"})
+            assert partner.json() == {"ok": True}
+            assert partner.headers["access-control-allow-origin"] == "https://partner.example"
+            app_origin = client.put("/partners/orders", headers={"Origin": "https://app.example.com"})
+            assert "access-control-allow-origin" not in app_origin.headers
 
 
 @pytest.fixture(scope="module")
