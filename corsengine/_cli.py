@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -50,11 +51,12 @@ def _print_json(document: object) -> None:
     print(json.dumps(document, indent=2))
 
 
-def _load(args: argparse.Namespace) -> tuple[LoadedConfig, Policy] | None:
+def _load(args: argparse.Namespace, path: str | None = None) -> tuple[LoadedConfig, Policy] | None:
     """Read the configuration and build the policy; None (after reporting) when bad."""
     as_json = bool(getattr(args, "json", False))
+    path = args.config if path is None else path
     try:
-        loaded = read_config(args.config)
+        loaded = read_config(path)
         with warnings.catch_warnings(record=True) as notes:
             warnings.simplefilter("always", CorsEngineWarning)
             policy = loaded.policy()
@@ -62,7 +64,7 @@ def _load(args: argparse.Namespace) -> tuple[LoadedConfig, Policy] | None:
         _print_problems(error.problems, as_json)
         return None
     for note in notes:
-        print(f"note: {args.config}: {note.message}", file=sys.stderr)
+        print(f"note: {path}: {note.message}", file=sys.stderr)
     return loaded, policy
 
 
@@ -199,6 +201,45 @@ def _lint(args: argparse.Namespace) -> int:
     return EXIT_FOUND if findings else EXIT_OK
 
 
+# --- diff ----------------------------------------------------------------------------------
+
+# scheme://host[:port] as it appears in an Origin header, a log line or a URL (path cut off).
+_ORIGIN_IN_TEXT = re.compile(r"\bhttps?://[^/\s\"',;<>?#)\]]+|(?<![\w-])null(?![\w-])")
+
+
+def _origins_from(path: str) -> list[str]:
+    """Origins in a file: one per line, or found anywhere in the lines of an access log."""
+    with open(path, encoding="utf-8", errors="replace") as file:
+        found = (match.group(0) for line in file for match in _ORIGIN_IN_TEXT.finditer(line))
+        return list(dict.fromkeys(found))
+
+
+def _diff(args: argparse.Namespace) -> int:
+    old, new = _load(args, args.old), _load(args, args.new)
+    if old is None or new is None:
+        return EXIT_CONFIG
+    old_policy, new_policy = old[1], new[1]
+    if args.origins is not None:
+        origins = _origins_from(args.origins)
+    else:  # every exact origin either file lists
+        origins = sorted(old_policy.rules.exact | new_policy.rules.exact)
+    flips = []
+    for origin in origins:
+        before, after = old_policy.evaluate(origin), new_policy.evaluate(origin)
+        if before.allowed != after.allowed:
+            flip = "would allow" if after.allowed else "would refuse"
+            flips.append({"origin": origin, "flip": flip, "old": before.reason, "new": after.reason})
+    if args.json:
+        _print_json({"checked": len(origins), "flips": flips})
+    else:
+        for item in flips:
+            print(f"{item['flip']}: {quote(item['origin'])}")
+            print(f"  old: {item['old']}")
+            print(f"  new: {item['new']}")
+        print(f"{len(flips)} of {len(origins)} origins would flip")
+    return EXIT_FOUND if flips else EXIT_OK
+
+
 # --- the parser ----------------------------------------------------------------------------
 
 
@@ -257,6 +298,23 @@ def build_parser() -> argparse.ArgumentParser:
     _config_argument(lint)
     lint.add_argument("--json", action="store_true", help="print the warnings as JSON")
     lint.set_defaults(func=_lint)
+
+    diff = subparsers.add_parser(
+        "diff",
+        help="which origins a new policy file would flip: exit 0 none, 1 some",
+        description="Compare two policy files on a list of origins (or an access log) before "
+        "enforcing the new one.",
+    )
+    diff.add_argument("old", metavar="OLD", help="the policy file in force")
+    diff.add_argument("new", metavar="NEW", help="the candidate policy file")
+    diff.add_argument(
+        "--origins",
+        metavar="FILE",
+        help="origins to check, one per line, or an access log to find them in; "
+        "default: every exact origin either file lists",
+    )
+    diff.add_argument("--json", action="store_true", help="print the flips as JSON")
+    diff.set_defaults(func=_diff)
 
     # --- more command groups -------------------------------------------------------------
     # Each optional group adds its subcommands with one call; its extra dependency is

@@ -262,6 +262,8 @@ class CORSMiddleware:
                 rule = await policy.resolve(origin.decode("latin-1"), scope)
                 answer = policy.actual_headers(origin, rule) or []
             cors = answer
+            if policy.shadow is not None:
+                await policy.observe(origin, bool(cors), scope)
             if not cors and logger.isEnabledFor(logging.DEBUG):
                 logger.debug("corsengine: refused origin %s", quote(origin.decode("latin-1")))
             extra = policy.vary
@@ -317,6 +319,10 @@ class CORSMiddleware:
                     self._preflights.clear()
                 self._preflights[key] = answer
         status, headers_tuple, body = answer
+        if policy.shadow is not None:
+            asked = request_headers.decode("latin-1") if request_headers is not None else None
+            preflight = (request_method.decode("latin-1"), asked, private_network)
+            await policy.observe(origin.encode("latin-1"), status < 300, None, preflight=preflight)
         # A fresh list each time: outer middleware may edit the headers in place.
         await send({"type": "http.response.start", "status": status, "headers": list(headers_tuple)})
         await send({"type": "http.response.body", "body": body})

@@ -23,6 +23,7 @@ from ._callables import accepts, name_of
 from ._origin import MAX_ORIGIN_LENGTH, describe_invalid_origin, parse_origin, quote
 from ._patterns import Rules, compile_regex
 from ._resolver import DEFAULT_LOAD_TIMEOUT, DEFAULT_MAX_STALE, MEMO_SIZE, Change, Resolver, State
+from ._shadow import Disagreement, Flip, ShadowReport
 from .exceptions import ConfigurationError, Problem
 from .providers._base import UnionProvider
 from .providers._options import Options
@@ -214,8 +215,17 @@ class Policy:
         timeout: float = DEFAULT_LOAD_TIMEOUT,
         max_stale: float = DEFAULT_MAX_STALE,
         clock: Clock | None = None,
+        shadow: Policy | None = None,
     ) -> None:
         problems: list[Problem] = []
+        if shadow is not None and not isinstance(shadow, Policy):
+            problems.append(
+                Problem(
+                    "corsengine.E028",
+                    f"shadow is a {type(shadow).__name__}, not a Policy",
+                    "pass the candidate as shadow=Policy(...)",
+                )
+            )
         self.allow_credentials = _flag("allow_credentials", allow_credentials, problems)
         self.allow_private_network = _flag("allow_private_network", allow_private_network, problems)
         self.starlette_compatible = _flag("starlette_compatible", starlette_compatible, problems)
@@ -304,6 +314,8 @@ class Policy:
         self._methods_value = ", ".join(self.allow_methods)
         self._headers_value = ", ".join(self.allow_headers)
 
+        self.shadow = shadow
+        self.shadow_report = ShadowReport(self.clock)
         self._regex = regex_rules
         self._resolver = Resolver(
             self._combine(origins), clock=self.clock, timeout=timeout, max_stale=max_stale
@@ -592,6 +604,45 @@ class Policy:
                 prepared.clear()  # bounded under a flood of distinct origins
             prepared[origin] = headers
         return headers
+
+    async def observe(
+        self,
+        origin: bytes,
+        allowed: bool,
+        scope: Scope | None = None,
+        *,
+        preflight: tuple[str, str | None, bool] | None = None,
+    ) -> None:
+        """Ask the shadow policy about a request this one decided (``allowed``), and record a
+        disagreement in ``shadow_report``. ``preflight`` is (method, request headers, private
+        network) for a preflight. Nothing the shadow says changes the response.
+        """
+        candidate = self.shadow
+        if candidate is None:
+            return
+        text = origin.decode("latin-1")
+        if preflight is None:
+            answer = candidate.actual_response(origin, scope)
+            if isinstance(answer, Pending):
+                answer = candidate.actual_headers(origin, await candidate.resolve(text, scope)) or []
+            would = bool(answer)
+        else:
+            rule = candidate.lookup(text, scope)
+            if isinstance(rule, Pending):
+                rule = await candidate.resolve(text, scope)
+            would = candidate.decide(text, rule, *preflight[:2], True, preflight[2], explain=False).allowed
+        if would == allowed:
+            return
+        method, headers, network = preflight or ("GET", None, False)
+        kind = preflight is not None
+        enforced = await self.aevaluate(
+            text, method, headers, preflight=kind, private_network=network, scope=scope
+        )
+        shadowed = await candidate.aevaluate(
+            text, method, headers, preflight=kind, private_network=network, scope=scope
+        )
+        flip: Flip = "would allow" if would else "would refuse"
+        self.shadow_report.record(Disagreement(text, flip, kind, enforced.reason, shadowed.reason))
 
     def evaluate(
         self,

@@ -461,7 +461,7 @@ def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
 def test_every_command_group_is_wired() -> None:
     parser = build_parser()
     subparsers = next(action for action in parser._actions if action.dest == "command")
-    assert sorted(subparsers.choices) == ["check", "explain", "lint", "redis"]  # type: ignore[attr-defined]
+    assert sorted(subparsers.choices) == ["check", "diff", "explain", "lint", "redis"]  # type: ignore[attr-defined]
 
 
 def test_python_dash_m(

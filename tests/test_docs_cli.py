@@ -34,7 +34,13 @@ def write_titled_files(path: Path, directory: Path) -> list[str]:
 
 @pytest.fixture
 def cli_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    assert write_titled_files(CLI, tmp_path) == ["cors.toml", "cors.json", "broken.toml"]
+    assert write_titled_files(CLI, tmp_path) == [
+        "cors.toml",
+        "cors.json",
+        "broken.toml",
+        "origins.txt",
+        "candidate.toml",
+    ]
     monkeypatch.chdir(tmp_path)
     # The examples call the installed console script, as a user would.
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
