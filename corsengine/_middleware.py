@@ -34,6 +34,11 @@ _OVERSIZED = b"\x00" * (MAX_REQUEST_HEADERS_LENGTH + 1)
 _HANDLED = "corsengine.handled"  # set on http.response.start once a corsengine middleware decided
 
 
+def _first_segment(path: str) -> str:
+    cut = path.find("/", 1)
+    return path if cut < 0 else path[:cut]
+
+
 def _compile_routes(routes: Mapping[str, Policy] | None) -> dict[str, Policy]:
     """Route prefixes without their trailing slash ("/api/" and "/api" are one route)."""
     if routes is None:
@@ -204,6 +209,8 @@ class CORSMiddleware:
         self.app = app
         self.policy = policy
         self.routes = _compile_routes(routes)
+        # The first segment of every route: most paths are under none, and are told at once.
+        self._route_heads = frozenset(_first_segment(prefix) for prefix in self.routes)
         self.check_websocket_origin = check_websocket_origin
         self._preflights: dict[tuple[object, ...], tuple[int, tuple[tuple[bytes, bytes], ...], bytes]] = {}
 
@@ -262,8 +269,12 @@ class CORSMiddleware:
                 rule = await policy.resolve(origin.decode("latin-1"), scope)
                 answer = policy.actual_headers(origin, rule) or []
             cors = answer
-            if policy.shadow is not None:
-                await policy.observe(origin, bool(cors), scope)
+            shadow = policy.shadow
+            if shadow is not None:
+                # The shadow's own fast path first: agreeing costs a dict read, not a coroutine.
+                would = shadow.actual_response(origin, scope)
+                if isinstance(would, Pending) or bool(would) != bool(cors):
+                    await policy.observe(origin, bool(cors), scope)
             if not cors and logger.isEnabledFor(logging.DEBUG):
                 logger.debug("corsengine: refused origin %s", quote(origin.decode("latin-1")))
             extra = policy.vary
@@ -381,6 +392,8 @@ class CORSMiddleware:
     def _route(self, path: str) -> Policy:
         """The policy of the longest route prefix that ``path`` is under (whole segments)."""
         routes = self.routes
+        if _first_segment(path) not in self._route_heads:
+            return routes.get("/", self.policy)
         while path:
             policy = routes.get(path)
             if policy is not None:
