@@ -17,6 +17,11 @@ from typing import Any
 
 import pytest
 
+# Chromium only: these tests drive the demo's UI through Playwright (clicks, labels, frame
+# locators, a screenshot for the docs), which the suite's engine-neutral Tab does not offer; what
+# the demo's grid shows is a fetch() like any other, and the matrix already runs those everywhere.
+pytestmark = pytest.mark.parametrize("engine", ["chromium"], indirect=True)
+
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 20.0  # seconds; importing FastAPI on a busy 2-core machine is the slow part
 
@@ -98,8 +103,8 @@ def expected(allowed: bool) -> dict[str, str]:
     return {"get": outcome, "put": outcome, "credentialed": outcome, "delete": "blocked"}
 
 
-def test_demo_grid_follows_the_admin_panel(demo: Demo, browser: Any, docs_dir: Path) -> None:
-    context = browser.new_context(viewport={"width": 1180, "height": 900})
+def test_demo_grid_follows_the_admin_panel(demo: Demo, chromium: Any, docs_dir: Path) -> None:
+    context = chromium.new_context(viewport={"width": 1180, "height": 900})
     page = context.new_page()
     page.goto(demo.frontend)
     origins = json.loads(demo.allowlist.read_text())["origins"]
@@ -122,8 +127,8 @@ def test_demo_grid_follows_the_admin_panel(demo: Demo, browser: Any, docs_dir: P
     context.close()
 
 
-def test_admin_panel_refuses_writes_from_other_origins(demo: Demo, browser: Any) -> None:
-    context = browser.new_context()
+def test_admin_panel_refuses_writes_from_other_origins(demo: Demo, chromium: Any) -> None:
+    context = chromium.new_context()
     page = context.new_page()
     # The grid page's own origin is allowed by CORS for PUT + JSON, so the browser lets this
     # request through: only the admin endpoint's Origin check stands between it and the file.
@@ -142,8 +147,8 @@ def test_admin_panel_refuses_writes_from_other_origins(demo: Demo, browser: Any)
     context.close()
 
 
-def test_demo_grid_follows_a_hand_edit_of_the_file(demo: Demo, browser: Any) -> None:
-    context = browser.new_context()
+def test_demo_grid_follows_a_hand_edit_of_the_file(demo: Demo, chromium: Any) -> None:
+    context = chromium.new_context()
     page = context.new_page()
     page.goto(demo.frontend)
     allowed = json.loads(demo.allowlist.read_text())["origins"][0]
