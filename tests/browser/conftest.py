@@ -432,7 +432,7 @@ def launch(name: str) -> Engine:
 def engine(request: pytest.FixtureRequest, matrix: Matrix) -> Iterator[Engine]:
     started = launch(request.param)
     try:
-        matrix.engines[started.name] = f"{started.label} {started.version}"
+        matrix.engines[started.name] = started.product.format(version=started.version)
         yield started
     finally:
         started.close()
@@ -551,8 +551,11 @@ class Matrix:
         ]
         for case, by_engine in self.extensions.items():
             cells = [_cell(*by_engine[e]) if e in by_engine else "not run" for e in ENGINES]
-            seen = {(r.observed(), n) for r, n in by_engine.values()}
-            same = "yes" if len(seen) == 1 and len(by_engine) == len(ENGINES) else "**no**"
+            if len(by_engine) < len(ENGINES):
+                same = "n/a"
+            else:
+                differ = _engines_differ({e: (r.observed(), n) for e, (r, n) in by_engine.items()})
+                same = "**no**: " + "; ".join(differ) if differ else "yes"
             lines.append(f"| {case} | {' | '.join(cells)} | {same} |")
         lines += self._reasons()
         return "\n".join(lines)
@@ -607,25 +610,26 @@ def _same(results: dict[tuple[str, str], tuple[FetchResult, str]]) -> str:
     """Compare what scripts observed: between the middlewares, then between the engines."""
     if len(results) < len(ENGINES) * len(Matrix.IMPLS):
         return "n/a"
-    per_engine = {
-        e: {i: (r.observed(), n) for (e2, i), (r, n) in results.items() if e2 == e} for e in ENGINES
-    }
-    impls_differ = [e for e, by_impl in per_engine.items() if len(set(by_impl.values())) > 1]
-    engines_differ = {i: len({per_engine[e][i] for e in ENGINES}) > 1 for i in Matrix.IMPLS}
-    if not impls_differ and not any(engines_differ.values()):
-        return "yes"
+    seen = {key: (result.observed(), note) for key, (result, note) in results.items()}
+    by_engine = {e: tuple(seen[(e, i)] for i in Matrix.IMPLS) for e in ENGINES}
     notes = []
+    impls_differ = [e for e in ENGINES if len(set(by_engine[e])) > 1]
     if impls_differ:
         where = (
             "every engine"
             if len(impls_differ) == len(ENGINES)
-            else ", ".join(Matrix.LABELS[e] for e in impls_differ)
+            else ", ".join(map(Matrix.LABELS.get, impls_differ))
         )
         notes.append(f"corsengine ≠ Starlette ({where})")
-    differing = [Matrix.LABELS[i] for i, differ in engines_differ.items() if differ]
-    if differing:
-        notes.append(f"engines differ ({', '.join(differing)})")
-    return "**no**: " + "; ".join(notes)
+    notes += _engines_differ(by_engine)
+    return "**no**: " + "; ".join(notes) if notes else "yes"
+
+
+def _engines_differ(by_engine: dict[str, Any]) -> list[str]:
+    """Which engines saw something else than Chromium did (the first engine is the reference)."""
+    reference, *others = ENGINES
+    differing = [Matrix.LABELS[e] for e in others if by_engine[e] != by_engine[reference]]
+    return [f"{' and '.join(differing)} ≠ {Matrix.LABELS[reference]}"] if differing else []
 
 
 def _reason_cell(pairs: list[tuple[str, FetchResult]]) -> str:

@@ -92,6 +92,7 @@ class Context(abc.ABC):
 class Engine(abc.ABC):
     name: ClassVar[str]  # "chromium", the pytest id
     label: ClassVar[str]  # "Chromium", for the docs
+    product: ClassVar[str]  # what exactly runs, for the docs' "recorded with"; {version} filled in
     # Whether a blocked response's reason reaches us through the console.
     reports_cors_reasons: ClassVar[bool] = True
     # Whether a later request reuses a preflight answered with a positive Access-Control-Max-Age.
@@ -225,6 +226,7 @@ class _PlaywrightContext(Context):
 class Chromium(Engine):
     name = "chromium"
     label = "Chromium"
+    product = "Chromium {version} (Debian, through Playwright)"
     # Everything that could make Chromium talk to anything but loopback is switched off.
     ARGS: ClassVar[list[str]] = [
         "--headless",
@@ -495,6 +497,7 @@ FIREFOX_PREFS: dict[str, bool | int | str] = {
 class Firefox(Engine):
     name = "firefox"
     label = "Firefox"
+    product = "Firefox ESR {version} (Debian, over WebDriver BiDi)"
     # Observed with Debian's Firefox 153 ESR: a preflight before every request, whatever
     # Access-Control-Max-Age says (its plain HTTP cache does work in the same profile).
     caches_preflights = False
@@ -678,6 +681,7 @@ class _WebDriverContext(Context):
 class WebKit(Engine):
     name = "webkit"
     label = "WebKit"
+    product = "WebKitGTK {version} MiniBrowser (Debian, through WebKitWebDriver)"
     reports_cors_reasons = False
 
     def __init__(self, driver_binary: str, browser_binary: str, xvfb_binary: str) -> None:
