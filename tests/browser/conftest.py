@@ -375,9 +375,9 @@ class BrowserPage:
         seen = len(self.tab.console_messages())
         raw = self.tab.run(FETCH_JS, {"url": url, "init": init, "readHeader": read_header})
         reason = None
-        if raw["error"] is not None and self.engine.reports_cors_reasons:
+        if raw["error"] is not None and self.engine.CORS_CONSOLE is not None:
             # Wait for the reason (bounded) only when there is one to wait for.
-            self.tab.wait_for_console(self.engine.cors_message, seen, self.CONSOLE_WAIT)
+            self.tab.wait_for_console(self.engine.CORS_CONSOLE, seen, self.CONSOLE_WAIT)
             reasons = [self.engine.cors_reason(text) for text in self.tab.console_messages()[seen:]]
             # The first one: Firefox may add a second, vaguer line for the same request.
             reason = next((r for r in reasons if r is not None), None)

@@ -33,6 +33,8 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import httpx
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+from playwright.sync_api import sync_playwright
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
@@ -93,8 +95,9 @@ class Engine(abc.ABC):
     name: ClassVar[str]  # "chromium", the pytest id
     label: ClassVar[str]  # "Chromium", for the docs
     product: ClassVar[str]  # what exactly runs, for the docs' "recorded with"; {version} filled in
-    # Whether a blocked response's reason reaches us through the console.
-    reports_cors_reasons: ClassVar[bool] = True
+    # The console message an engine writes when it blocks a response, with the reason in a
+    # "reason" group; None when the suite cannot read the engine's console.
+    CORS_CONSOLE: ClassVar[re.Pattern[str] | None]
     # Whether a later request reuses a preflight answered with a positive Access-Control-Max-Age.
     caches_preflights: ClassVar[bool] = True
     version: str
@@ -107,11 +110,8 @@ class Engine(abc.ABC):
 
     def cors_reason(self, message: str) -> str | None:
         """The reason in a console message about a CORS refusal, None for any other message."""
-        return None
-
-    @property
-    def cors_message(self) -> re.Pattern[str]:
-        return re.compile(r"(?!)")  # matches nothing
+        match = self.CORS_CONSOLE.search(message) if self.CORS_CONSOLE else None
+        return match["reason"] if match else None
 
 
 # --------------------------------------------------------------------------- processes
@@ -175,11 +175,12 @@ class _LineReader:
 
 
 class _PlaywrightTab(Tab):
-    def __init__(self, page: Any, frame: Any = None) -> None:
+    def __init__(self, page: Any, frame: Any = None, messages: list[str] | None = None) -> None:
         self.page = page
         self.target = frame or page
-        self._messages: list[str] = []
-        if frame is None:
+        # A frame shares its page's list: the page's console carries its frames' messages.
+        self._messages: list[str] = [] if messages is None else messages
+        if messages is None:
             page.on("console", lambda message: self._messages.append(message.text))
 
     def run(self, function: str, arg: Any = None) -> Any:
@@ -191,8 +192,6 @@ class _PlaywrightTab(Tab):
     def wait_for_console(self, pattern: re.Pattern[str], seen: int, timeout: float) -> None:
         if any(pattern.search(text) for text in self._messages[seen:]):
             return
-        from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
-
         with contextlib.suppress(PlaywrightTimeoutError):
             self.page.wait_for_event(
                 "console", lambda m: pattern.search(m.text) is not None, timeout=timeout * 1000
@@ -202,9 +201,7 @@ class _PlaywrightTab(Tab):
         # Scripts allowed, same-origin not: the frame's origin is opaque.
         self.page.set_content('<iframe sandbox="allow-scripts" srcdoc="<title>sandboxed</title>"></iframe>')
         frame = self.page.locator("iframe").element_handle().content_frame()
-        tab = _PlaywrightTab(self.page, frame)
-        tab._messages = self._messages  # the page's console carries its frames' messages
-        return tab
+        return _PlaywrightTab(self.page, frame, self._messages)
 
 
 class _PlaywrightContext(Context):
@@ -238,13 +235,11 @@ class Chromium(Engine):
         "--no-first-run",
         "--disable-quic",
     ]
-    _CORS = re.compile(r"has been blocked by CORS policy: (?P<reason>.*)")
+    CORS_CONSOLE = re.compile(r"has been blocked by CORS policy: (?P<reason>.*)")
 
     def __init__(self, binary: str, *, timeout_ms: int) -> None:
         # Playwright's sync API keeps an asyncio loop running in this thread while it is open:
         # the engine must be closed before any later test calls asyncio.run().
-        from playwright.sync_api import sync_playwright
-
         self._timeout_ms = timeout_ms
         self._playwright_cm = sync_playwright()
         playwright = self._playwright_cm.__enter__()
@@ -265,14 +260,6 @@ class Chromium(Engine):
             self.browser.close()
         finally:
             self._playwright_cm.__exit__(None, None, None)
-
-    @property
-    def cors_message(self) -> re.Pattern[str]:
-        return self._CORS
-
-    def cors_reason(self, message: str) -> str | None:
-        match = self._CORS.search(message)
-        return match["reason"] if match else None
 
 
 # --------------------------------------------------------------------------- Firefox (BiDi)
@@ -334,6 +321,13 @@ class _BiDi:
         result: dict[str, Any] = message["result"]
         return result
 
+    def forget(self, contexts: set[str]) -> None:
+        """Drop the events of closed browsing contexts (the list would grow for the whole run)."""
+        with self.new_event:
+            self.events = [
+                e for e in self.events if e["params"].get("source", {}).get("context") not in contexts
+            ]
+
     def close(self) -> None:
         self._stack.close()
         self._reader.join(timeout=STOP_TIMEOUT)
@@ -344,8 +338,8 @@ class _BiDiTab(Tab):
         self._engine = engine
         self.context_id = context_id
         # A frame's messages are its page's too (as in Chromium's console).
-        self._contexts: set[str] = frame_of._contexts if frame_of else set()
-        self._contexts.add(context_id)
+        self.contexts: set[str] = frame_of.contexts if frame_of else set()
+        self.contexts.add(context_id)
 
     def run(self, function: str, arg: Any = None) -> Any:
         result = self._engine.bidi.command(
@@ -366,7 +360,7 @@ class _BiDiTab(Tab):
             event["params"]["text"]
             for event in events
             if event["method"] == "log.entryAdded"
-            and event["params"].get("source", {}).get("context") in self._contexts
+            and event["params"].get("source", {}).get("context") in self.contexts
         ]
 
     def wait_for_console(self, pattern: re.Pattern[str], seen: int, timeout: float) -> None:
@@ -403,14 +397,17 @@ class _BiDiContext(Context):
         self._engine = engine
         # A user context is Firefox's container: cookies and storage of its own.
         self.user_context = engine.bidi.command("browser.createUserContext")["userContext"]
+        self._tabs: list[_BiDiTab] = []
 
     def open(self, url: str) -> Tab:
         bidi = self._engine.bidi
         context_id = bidi.command("browsingContext.create", type="tab", userContext=self.user_context)[
             "context"
         ]
+        tab = _BiDiTab(self._engine, context_id)
+        self._tabs.append(tab)
         bidi.command("browsingContext.navigate", context=context_id, url=url, wait="complete")
-        return _BiDiTab(self._engine, context_id)
+        return tab
 
     def add_cookie(self, name: str, value: str, url: str) -> None:
         self._engine.bidi.command(
@@ -427,6 +424,7 @@ class _BiDiContext(Context):
     def close(self) -> None:
         # Closes its tabs too.
         self._engine.bidi.command("browser.removeUserContext", userContext=self.user_context)
+        self._engine.bidi.forget(set().union(*(tab.contexts for tab in self._tabs)))
 
 
 # Everything that could make Firefox talk to anything but loopback is switched off, and a proxy
@@ -503,9 +501,10 @@ class Firefox(Engine):
     caches_preflights = False
     _LISTENING = re.compile(r"WebDriver BiDi listening on (?P<url>ws://\S+)")
     # "Cross-Origin Request Blocked: The Same Origin Policy disallows reading the remote resource
-    # at URL. (Reason: CORS header 'Access-Control-Allow-Origin' (in curly quotes) missing). Status code: 200."
-    _CORS = re.compile(
-        r"^Cross-Origin Request Blocked: .*?\(Reason: (?P<reason>.*)\)\.(?P<status> Status code: .*)?$"
+    # at URL. (Reason: CORS header 'Access-Control-Allow-Origin' missing). Status code: 200."
+    # (with curly quotes around the header name); the status is part of the reason here.
+    CORS_CONSOLE = re.compile(
+        r"^Cross-Origin Request Blocked: .*?\(Reason: (?P<reason>.*)\)(?P<status>\. Status code: .*)?\.?$"
     )
 
     def __init__(self, binary: str) -> None:
@@ -562,15 +561,11 @@ class Firefox(Engine):
                 self._process.stop()
             shutil.rmtree(self._tmp, ignore_errors=True)
 
-    @property
-    def cors_message(self) -> re.Pattern[str]:
-        return self._CORS
-
     def cors_reason(self, message: str) -> str | None:
-        match = self._CORS.search(message)
+        match = self.CORS_CONSOLE.search(message)
         if match is None:
             return None
-        return match["reason"] + (f".{match['status']}" if match["status"] else "")
+        return match["reason"] + (match["status"] or "")
 
 
 # --------------------------------------------------------------------------- WebKit (WebDriver)
@@ -682,7 +677,7 @@ class WebKit(Engine):
     name = "webkit"
     label = "WebKit"
     product = "WebKitGTK {version} MiniBrowser (Debian, through WebKitWebDriver)"
-    reports_cors_reasons = False
+    CORS_CONSOLE = None  # classic WebDriver has no console
 
     def __init__(self, driver_binary: str, browser_binary: str, xvfb_binary: str) -> None:
         self._processes: list[_Process] = []
