@@ -618,7 +618,7 @@ def _same(results: dict[tuple[str, str], tuple[FetchResult, str]]) -> str:
         where = (
             "every engine"
             if len(impls_differ) == len(ENGINES)
-            else ", ".join(map(Matrix.LABELS.get, impls_differ))
+            else ", ".join(Matrix.LABELS[e] for e in impls_differ)
         )
         notes.append(f"corsengine ≠ Starlette ({where})")
     notes += _engines_differ(by_engine)
