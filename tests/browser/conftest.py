@@ -227,8 +227,8 @@ class Api:
     log: RequestLog
     middleware: Any
 
-    def url(self, path: str = "/data") -> str:
-        return self.server.origin() + path
+    def url(self, path: str = "/data", *, host: str | None = None) -> str:
+        return self.server.origin(host) + path
 
 
 @dataclasses.dataclass(frozen=True)

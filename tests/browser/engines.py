@@ -98,8 +98,9 @@ class Engine(abc.ABC):
     # The console message an engine writes when it blocks a response, with the reason in a
     # "reason" group; None when the suite cannot read the engine's console.
     CORS_CONSOLE: ClassVar[re.Pattern[str] | None]
-    # Whether a later request reuses a preflight answered with a positive Access-Control-Max-Age.
-    caches_preflights: ClassVar[bool] = True
+    # Whether a later request to a server addressed by IP (http://127.0.0.1:P, the suite's API)
+    # reuses a preflight answered with a positive Access-Control-Max-Age.
+    reuses_preflights_to_ip_hosts: ClassVar[bool] = True
     version: str
 
     @abc.abstractmethod
@@ -496,9 +497,10 @@ class Firefox(Engine):
     name = "firefox"
     label = "Firefox"
     product = "Firefox ESR {version} (Debian, over WebDriver BiDi)"
-    # Observed with Debian's Firefox 153 ESR: a preflight before every request, whatever
-    # Access-Control-Max-Age says (its plain HTTP cache does work in the same profile).
-    caches_preflights = False
+    # Observed with Debian's Firefox 153 ESR, in a default profile without automation too: a
+    # preflight before every request to http://127.0.0.1:P, whatever Access-Control-Max-Age
+    # says, while the same server addressed as http://localhost:P has its preflight reused.
+    reuses_preflights_to_ip_hosts = False
     _LISTENING = re.compile(r"WebDriver BiDi listening on (?P<url>ws://\S+)")
     # "Cross-Origin Request Blocked: The Same Origin Policy disallows reading the remote resource
     # at URL. (Reason: CORS header 'Access-Control-Allow-Origin' missing). Status code: 200."
