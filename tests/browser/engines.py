@@ -693,7 +693,8 @@ class WebKit(Engine):
 
     def _start(self, driver_binary: str, browser_binary: str, xvfb_binary: str) -> None:
         display = self._start_xvfb(xvfb_binary)
-        env = dict(os.environ, DISPLAY=f":{display}")
+        # GTK on our X display whatever the desktop around the test run uses; no accessibility bus.
+        env = dict(os.environ, DISPLAY=f":{display}", GDK_BACKEND="x11", NO_AT_BRIDGE="1")
         env.pop("WAYLAND_DISPLAY", None)
         driver = _Process(
             [driver_binary, f"--port={self.driver.port}", "--host=local"],
