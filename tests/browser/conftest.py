@@ -393,7 +393,8 @@ class BrowserPage:
         )
 
 
-ENGINES = ("chromium", "firefox", "webkit")
+ENGINE_TYPES: dict[str, type[Engine]] = {cls.name: cls for cls in (Chromium, Firefox, WebKit)}
+ENGINES = tuple(ENGINE_TYPES)
 
 
 def _binary(variable: str, default: str) -> str:
@@ -500,9 +501,7 @@ class Matrix:
     END = "<!-- matrix:end -->"
     IMPLS = ("corsengine", "starlette")
     LABELS: ClassVar[dict[str, str]] = {
-        "chromium": "Chromium",
-        "firefox": "Firefox",
-        "webkit": "WebKit",
+        **{name: cls.label for name, cls in ENGINE_TYPES.items()},
         "corsengine": "corsengine",
         "starlette": "Starlette",
     }
@@ -562,12 +561,13 @@ class Matrix:
 
     def _reasons(self) -> list[str]:
         """The console reason of every blocked case, per engine that reports one."""
-        reporting = [e for e in ENGINES if e != "webkit"]
+        reporting = [e for e in ENGINES if ENGINE_TYPES[e].CORS_CONSOLE is not None]
+        silent = [self.LABELS[e] for e in ENGINES if e not in reporting]
         lines = [
             "",
             "### Why the browser blocked: the console reason",
             "",
-            "WebKit is left out: classic WebDriver gives no access to its console.",
+            f"Left out: {', '.join(silent)} (the suite cannot read its console)." if silent else "",
             "",
             "| Case | " + " | ".join(self.LABELS[e] for e in reporting) + " |",
             "| --- " * (1 + len(reporting)) + "|",
