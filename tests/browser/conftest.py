@@ -5,7 +5,7 @@ several host names (127.0.0.1, localhost, app.localhost): Chromium, Firefox and 
 resolve `localhost` and `*.localhost` to loopback by themselves, which gives the suite several
 distinct origins without touching /etc/hosts or any other interface.
 
-Every test that takes `engine` (through `open_page`) runs once per engine: Chromium
+Every test that takes `engine` (through `open_page` or `context`) runs once per engine: Chromium
 (Playwright), Firefox (WebDriver BiDi) and WebKit (WebKitWebDriver on Xvfb), see engines.py.
 A missing browser is an error, never a skip: `make system-deps` installs all three.
 
