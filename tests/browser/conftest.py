@@ -354,7 +354,7 @@ class FetchResult:
 class BrowserPage:
     """A page loaded from one origin, which runs fetch() as that origin's script would."""
 
-    CONSOLE_WAIT = 2.0  # seconds; engines log the reason right after rejecting the promise
+    CONSOLE_WAIT = 5.0  # seconds, at most; engines log the reason right after rejecting the promise
 
     def __init__(self, tab: Tab, engine: Engine) -> None:
         self.tab = tab
