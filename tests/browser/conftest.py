@@ -41,7 +41,6 @@ from starlette.routing import Route
 from .engines import Chromium, Context, Engine, Firefox, Tab, WebKit
 
 STARTUP_TIMEOUT = 10.0  # seconds; a loopback server starts in milliseconds
-FETCH_TIMEOUT_MS = 5_000
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 UPDATE_DOCS = os.environ.get("CORSENGINE_UPDATE_DOCS") == "1"
 
@@ -124,24 +123,38 @@ class LoopbackServer:
 
 
 @pytest.fixture(scope="package")
-def servers() -> Iterator[Callable[[Any], LoopbackServer]]:
-    """Start servers on demand; all of them are stopped together when the browser suite ends.
+def server_pool() -> Iterator[list[LoopbackServer]]:
+    """Every server the browser suite started; all of them are joined when it ends.
 
-    uvicorn needs ~0.2 s to wind down (one tick of its main loop plus a grace period); stopping
+    uvicorn needs ~0.2 s to wind down (one tick of its main loop plus a grace period); joining
     them all at once instead of one per test keeps that cost paid once.
+    """
+    started: list[LoopbackServer] = []
+    yield started
+    for server in started:
+        server.stop()
+    for server in started:
+        server.join()
+
+
+@pytest.fixture
+def servers(server_pool: list[LoopbackServer]) -> Iterator[Callable[[Any], LoopbackServer]]:
+    """Start servers on demand for one test; they are told to stop when it ends.
+
+    Telling costs nothing (they wind down in their own threads, joined by server_pool), and it
+    keeps the idle servers of earlier tests, three engines' worth, from ticking all along.
     """
     started: list[LoopbackServer] = []
 
     def start(app: Any) -> LoopbackServer:
         server = LoopbackServer(app).start()
+        server_pool.append(server)
         started.append(server)
         return server
 
     yield start
     for server in started:
         server.stop()
-    for server in started:
-        server.join()
 
 
 # --------------------------------------------------------------------------- origins and pages
@@ -160,9 +173,10 @@ class Origins:
 
 
 @pytest.fixture(scope="package")
-def origins(servers: Callable[[Any], LoopbackServer]) -> Origins:
+def origins(server_pool: list[LoopbackServer]) -> Origins:
     page_app = Starlette(routes=[Route("/", lambda _: HTMLResponse(BLANK_PAGE))])
-    server = servers(page_app)
+    server = LoopbackServer(page_app).start()
+    server_pool.append(server)
     return Origins(
         ip=server.origin("127.0.0.1"),
         localhost=server.origin("localhost"),
@@ -413,7 +427,7 @@ def _minibrowser() -> str:
 
 def launch(name: str) -> Engine:
     if name == "chromium":
-        return Chromium(_binary("CORSENGINE_CHROMIUM", "/usr/bin/chromium"), timeout_ms=FETCH_TIMEOUT_MS)
+        return Chromium(_binary("CORSENGINE_CHROMIUM", "/usr/bin/chromium"))
     if name == "firefox":
         return Firefox(_binary("CORSENGINE_FIREFOX", "firefox-esr"))
     if name == "webkit":

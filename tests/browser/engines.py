@@ -40,6 +40,9 @@ from websockets.sync.client import ClientConnection, connect
 
 STARTUP_TIMEOUT = 30.0  # seconds; a browser starts in about one, on a busy 2-core machine more
 COMMAND_TIMEOUT = 20.0  # seconds; every fetch in the suite is against loopback
+# A page load from loopback takes milliseconds, but a new site can mean a new renderer process,
+# which a 2-core machine busy with other work may take seconds to start.
+NAVIGATION_TIMEOUT = 15.0  # seconds
 STOP_TIMEOUT = 10.0
 
 
@@ -238,10 +241,9 @@ class Chromium(Engine):
     ]
     CORS_CONSOLE = re.compile(r"has been blocked by CORS policy: (?P<reason>.*)")
 
-    def __init__(self, binary: str, *, timeout_ms: int) -> None:
+    def __init__(self, binary: str) -> None:
         # Playwright's sync API keeps an asyncio loop running in this thread while it is open:
         # the engine must be closed before any later test calls asyncio.run().
-        self._timeout_ms = timeout_ms
         self._playwright_cm = sync_playwright()
         playwright = self._playwright_cm.__enter__()
         try:
@@ -253,7 +255,7 @@ class Chromium(Engine):
 
     def new_context(self) -> Context:
         context = self.browser.new_context()
-        context.set_default_timeout(self._timeout_ms)
+        context.set_default_timeout(NAVIGATION_TIMEOUT * 1000)
         return _PlaywrightContext(context)
 
     def close(self) -> None:
@@ -711,7 +713,11 @@ class WebKit(Engine):
         )
         self.driver.session_id = created["sessionId"]
         self.version = created["capabilities"]["browserVersion"]
-        self.driver.request("POST", "/timeouts", {"script": int(COMMAND_TIMEOUT * 1000), "pageLoad": 10_000})
+        self.driver.request(
+            "POST",
+            "/timeouts",
+            {"script": int(COMMAND_TIMEOUT * 1000), "pageLoad": int(NAVIGATION_TIMEOUT * 1000)},
+        )
         # The session's first window stays on about:blank: closing a session's last window
         # would end the session, so tests only ever close the tabs they opened.
         self._home = self.driver.request("GET", "/window")
