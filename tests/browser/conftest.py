@@ -393,7 +393,7 @@ class BrowserPage:
             # Wait for the reason (bounded) only when there is one to wait for.
             self.tab.wait_for_console(self.engine.CORS_CONSOLE, seen, self.CONSOLE_WAIT)
             reasons = [self.engine.cors_reason(text) for text in self.tab.console_messages()[seen:]]
-            # The first one: Firefox may add a second, vaguer line for the same request.
+            # The first: an engine writes one reason per refusal (see Engine.CORS_CONSOLE).
             reason = next((r for r in reasons if r is not None), None)
         return FetchResult(
             ok=raw["ok"],

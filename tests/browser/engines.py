@@ -507,8 +507,13 @@ class Firefox(Engine):
     # "Cross-Origin Request Blocked: The Same Origin Policy disallows reading the remote resource
     # at URL. (Reason: CORS header 'Access-Control-Allow-Origin' missing). Status code: 200."
     # (with curly quotes around the header name); the status is part of the reason here.
+    # Not "(Reason: CORS request did not succeed)": Firefox follows every refused preflight with
+    # that line, a consequence rather than a reason, and it may arrive after the script has moved
+    # on to its next fetch, whose reason it would then pass for. (It is also what a server that
+    # cannot be reached gets; every server of the suite can be.)
     CORS_CONSOLE = re.compile(
-        r"^Cross-Origin Request Blocked: .*?\(Reason: (?P<reason>.*)\)(?P<status>\. Status code: .*)?\.?$"
+        r"^Cross-Origin Request Blocked: .*?\(Reason: (?!CORS request did not succeed\))"
+        r"(?P<reason>.*)\)(?P<status>\. Status code: .*)?\.?$"
     )
 
     def __init__(self, binary: str) -> None:
