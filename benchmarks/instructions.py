@@ -1,21 +1,26 @@
 """Instructions per request behind uvicorn, counted by valgrind: a cost that load cannot move.
 
-    python -m benchmarks.instructions [--h11] [--quick] [app ...]
+    python -m benchmarks.instructions [--h11] [--quick] [--keep DIR] [app ...]
 
 Each app (see ``APPS``) is served by uvicorn (httptools and uvloop, or h11 and asyncio with
 ``--h11``) under ``valgrind --tool=callgrind --instr-atstart=no``, with ``PYTHONHASHSEED=0``. One
 keep-alive client sends the same request as the wrk benchmark (an allowed credentialed GET with
-the 15 headers Chromium sends): ``WARMUP`` requests uninstrumented, then callgrind's counters
-are switched on and zeroed (``callgrind_control -i on``, ``--zero``), ``REQUESTS`` requests are
-sent, the counters are switched off and dumped (``-i off``, ``--dump``). Start-up, imports,
-warm-up and shutdown are outside the count, so it is the same from run to run whatever else the
-machine does, and reads to a few instructions per request: the measure to use when a throughput
-ratio is close to a line. What remains besides the requests is uvicorn's own 0.1 s timer while
-the window is open (a few hundred instructions a turn, under ten per request).
+the 15 headers Chromium sends): ``WARMUP`` requests uninstrumented; then callgrind's counters are
+switched on and zeroed (``callgrind_control --instr=on``, ``--zero``), ``FIRST`` requests and a
+``--dump`` take out what switching on costs, ``REQUESTS`` requests are sent, and the counters are
+switched off and dumped again. Start-up, imports, warm-up and shutdown are outside the count.
+
+The server is uvicorn without its 0.1 s timer (``benchmarks.quiet_uvicorn``): under callgrind
+that timer costs about 230,000 instructions a second, which the window would charge to the
+requests in proportion to how long they took, that is to the machine's load. What remains is
+the layout of a few sets keyed by object address (uvicorn's tasks, uvloop's timers), which one
+server keeps for its life: one server's count can read up to 500 instructions a request off
+another's. Each app is therefore counted in ``servers`` fresh servers and the median kept; every
+count is printed.
 
 Instructions are not time (a server's instructions run slower than a tight loop's, with colder
 caches), so read the count next to the req/s of ``make bench``, which runs the default set.
-Two apps are counted at once (one per core: the count does not depend on the load).
+Two servers are counted at once (one per core: the count does not depend on the load).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import http.client
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,10 +60,14 @@ class Settings:
     warmup: int = WARMUP
     requests: int = REQUESTS
     apps: tuple[str, ...] = DEFAULT_APPS
+    # Each app is counted in this many fresh servers and the median kept (see the module's doc).
+    servers: int = 3
     parallel: int = 2
+    # Where to keep each server's dump, for callgrind_annotate; None: nowhere.
+    keep: Path | None = None
 
 
-QUICK = Settings(warmup=QUICK_WARMUP, requests=QUICK_REQUESTS, apps=QUICK_APPS)
+QUICK = Settings(warmup=QUICK_WARMUP, requests=QUICK_REQUESTS, apps=QUICK_APPS, servers=1)
 
 
 @dataclass
@@ -65,6 +75,8 @@ class InstructionResults:
     settings: Settings
     server: str
     per_request: dict[str, float] = field(default_factory=dict)
+    # Every server's count, per app: the median is per_request.
+    samples: dict[str, list[float]] = field(default_factory=dict)
     skipped: str | None = None
 
     def over(self, name: str, base: str) -> float | None:
@@ -116,8 +128,8 @@ def _control(pid: int, *args: str) -> None:
 def _server(factory: str, server_options: list[str], out: Path) -> Iterator[tuple[int, int]]:
     port = _free_port()
     command = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
-    command += [sys.executable, "-m", "uvicorn", factory, "--factory", "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--no-access-log", "--log-level", "warning", "--lifespan", "off"]
+    # uvicorn without its 0.1 s timer, whose cost would depend on how long the requests took.
+    command += [sys.executable, "-m", "benchmarks.quiet_uvicorn", factory, "--port", str(port)]
     command += server_options
     # The hash seed changes set and dict layouts, and with them a few hundred instructions.
     env = {**os.environ, "PYTHONHASHSEED": "0"}
@@ -127,9 +139,9 @@ def _server(factory: str, server_options: list[str], out: Path) -> Iterator[tupl
     try:
         yield port, server.pid
     finally:
-        server.terminate()
+        server.terminate()  # the counts are dumped already
         try:
-            server.wait(timeout=60)
+            server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
@@ -161,6 +173,9 @@ def count(factory: str, settings: Settings) -> float:
         match = _TOTALS.search(dumps[-1].read_text(errors="replace"))
         if match is None:
             raise RuntimeError(f"no totals in {dumps[-1]}")
+        if settings.keep is not None:
+            settings.keep.mkdir(parents=True, exist_ok=True)
+            shutil.copy(dumps[-1], settings.keep / f"callgrind.out.{factory.rpartition(':')[2]}.{pid}")
         return int(match.group(1)) / settings.requests
 
 
@@ -173,8 +188,12 @@ def run(settings: Settings | None = None) -> InstructionResults:
         results.skipped = "valgrind is not installed (apt-get install valgrind)"
         return results
     with ThreadPoolExecutor(max_workers=settings.parallel) as pool:
-        counts = {name: pool.submit(count, APPS[name], settings) for name in settings.apps}
-        results.per_request = {name: future.result() for name, future in counts.items()}
+        counts = {
+            name: [pool.submit(count, APPS[name], settings) for _ in range(settings.servers)]
+            for name in settings.apps
+        }
+        results.samples = {name: [future.result() for future in futures] for name, futures in counts.items()}
+    results.per_request = {name: statistics.median(samples) for name, samples in results.samples.items()}
     return results
 
 
@@ -187,14 +206,15 @@ def table(results: InstructionResults) -> str:
     if results.skipped:
         return f"Instruction count skipped: {results.skipped}."
     lines = [
-        "| app | instructions per request | over the bare app | over the floor |",
-        "|---|--:|--:|--:|",
+        "| app | instructions per request (median) | over the bare app | over the floor | per server |",
+        "|---|--:|--:|--:|---|",
     ]
     for name, value in results.per_request.items():
         # An app that sets Vary is compared with the bare app and the floor that set it too.
         bare, floor = ("bare", FLOOR) if name not in VARY_TARGETS else tuple(VARY_TARGETS)[:2]
         cells = [_difference(results, name, base) for base in (bare, floor)]
-        lines.append(f"| {name} | {value:,.0f} | {' | '.join(cells)} |")
+        each = ", ".join(f"{sample:,.0f}" for sample in results.samples.get(name, ()))
+        lines.append(f"| {name} | {value:,.0f} | {' | '.join(cells)} | {each} |")
     vary = [name for name in VARY_TARGETS if results.over(name, WITHOUT_VARY[name]) is not None]
     if vary:
         lines += ["", "| app | what its app's own Vary costs it |", "|---|--:|"]
@@ -207,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.instructions", description=__doc__)
     parser.add_argument("--h11", action="store_true", help="uvicorn's h11 and asyncio stack")
     parser.add_argument("--quick", action="store_true", help="few requests, two apps: checks it runs")
+    parser.add_argument("--keep", type=Path, metavar="DIR", help="keep the dumps here (callgrind_annotate)")
     parser.add_argument("apps", nargs="*", metavar="app", help="any of: " + "; ".join(APPS))
     args = parser.parse_args(argv)
     unknown = [name for name in args.apps if name not in APPS]
@@ -217,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         settings.stack = "h11, asyncio"
     if args.apps:
         settings.apps = tuple(args.apps)
+    settings.keep = args.keep
     results = run(settings)
     if results.skipped:
         print(results.skipped, file=sys.stderr)
