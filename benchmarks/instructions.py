@@ -44,7 +44,7 @@ from pathlib import Path
 from benchmarks.http import FLOOR, PATH, ROOT, SERVERS, TARGETS, VARY_TARGETS, _free_port, request_headers
 
 APPS = {**TARGETS, **VARY_TARGETS}
-DEFAULT_APPS = ("bare", "floor", "corsengine", "starlette", *VARY_TARGETS)
+DEFAULT_APPS = ("bare", "headers only", "floor", "corsengine", "starlette", *VARY_TARGETS)
 QUICK_APPS = ("floor", "corsengine")
 # Each app without the Vary its counterpart sets: the pairs of the Vary target.
 WITHOUT_VARY = {name: name.removesuffix(", app sets Vary") for name in VARY_TARGETS}
