@@ -171,9 +171,6 @@ def asgi_verdicts(results: AsgiResults) -> list[Verdict]:
     return verdicts
 
 
-FLOOR_TARGET = ("floor", TARGET_SIZE)
-
-
 def floor_verdicts(results: AsgiResults) -> list[Verdict]:
     """In process, corsengine's overhead against the floor's, paired within each round."""
     cells = {cell.scenario: cell for cell in results.cells}
