@@ -31,6 +31,7 @@ import http.client
 import os
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -41,7 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.http import FLOOR, PATH, ROOT, SERVERS, TARGETS, VARY_TARGETS, _free_port, request_headers
+from benchmarks.http import FLOOR, PATH, ROOT, SERVERS, TARGETS, VARY_TARGETS, request_headers
 
 APPS = {**TARGETS, **VARY_TARGETS}
 DEFAULT_APPS = ("bare", "headers only", "floor", "corsengine", "starlette", *VARY_TARGETS)
@@ -126,16 +127,25 @@ def _control(pid: int, *args: str) -> None:
 
 @contextlib.contextmanager
 def _server(factory: str, server_options: list[str], out: Path) -> Iterator[tuple[int, int]]:
-    port = _free_port()
+    # The socket is bound here and handed down: a port chosen here and bound by the server
+    # seconds later (valgrind starts slowly) was taken by another process in between once.
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
     command = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
     # uvicorn without its 0.1 s timer, whose cost would depend on how long the requests took.
-    command += [sys.executable, "-m", "benchmarks.quiet_uvicorn", factory, "--port", str(port)]
+    command += [sys.executable, "-m", "benchmarks.quiet_uvicorn", factory, "--fd", str(listener.fileno())]
     command += server_options
     # The hash seed changes set and dict layouts, and with them a few hundred instructions.
     env = {**os.environ, "PYTHONHASHSEED": "0"}
-    server = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    with listener:
+        server = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            pass_fds=[listener.fileno()],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     try:
         yield port, server.pid
     finally:

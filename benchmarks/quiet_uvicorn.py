@@ -1,6 +1,6 @@
 """uvicorn for the instruction count: the same server, without its ten wake-ups a second.
 
-    python -m benchmarks.quiet_uvicorn module:factory --port N [--http h11] [--loop asyncio]
+    python -m benchmarks.quiet_uvicorn module:factory --fd N [--http h11] [--loop asyncio]
 
 uvicorn's main loop wakes every 0.1 s to look for a shutdown request and, once a second, to
 refresh its ``Date`` header: about 230,000 instructions a second under callgrind, which a count
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import socket
 import sys
 from types import FrameType
 
@@ -41,23 +42,22 @@ class QuietServer(uvicorn.Server):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.quiet_uvicorn", description=__doc__)
     parser.add_argument("factory", help="module:function returning the ASGI app")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    # A listening socket the caller bound and passed down: no other process can take its port
+    # between the caller choosing it and the server (slow to start under valgrind) binding it.
+    parser.add_argument("--fd", type=int, required=True, help="an inherited listening socket")
     parser.add_argument("--http", default="httptools", choices=("h11", "httptools"))
     parser.add_argument("--loop", default="uvloop", choices=("asyncio", "uvloop"))
     args = parser.parse_args(argv)
     config = uvicorn.Config(
         args.factory,
         factory=True,
-        host=args.host,
-        port=args.port,
         http=args.http,
         loop=args.loop,
         lifespan="off",
         access_log=False,
         log_level="warning",
     )
-    QuietServer(config).run()
+    QuietServer(config).run(sockets=[socket.socket(fileno=args.fd)])
     return 0
 
 
