@@ -96,7 +96,7 @@ def _http_results(server: str) -> http.HttpResults:
             "starlette": [70.0, 140.0],
             "corsengine": [88.0, 180.0],
         },
-        {"bare": [30.0, 31.0], "corsengine": [32.0, 34.0]},
+        {"bare": [30.0, 31.0], "floor": [31.0, 32.0], "corsengine": [32.0, 34.0]},
     )
 
 
@@ -106,6 +106,7 @@ def test_http_verdict_compares_with_the_floor_in_the_same_rounds() -> None:
     assert not verdict.met  # median of 88/90 and 180/190: 0.962
     assert verdict.target == "uvicorn (httptools, uvloop): req/s with corsengine ≥ 0.97 x the floor's"
     assert verdict.detail.startswith("0.96 x; Starlette's middleware 0.76 x; against the bare app: ")
+    assert verdict.detail.endswith("server CPU per request 33.0 µs against 31.5 µs (0.95 x)")
     table = report.http_table(results)
     assert "| corsengine | 134 | 0.89 | 0.96 | 33.0 µs |" in table
     assert "| starlette | 105 | 0.70 | 0.76 | n/a |" in table
