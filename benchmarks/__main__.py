@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import asgi, http, report, stall
+from benchmarks import asgi, http, instructions, report, stall
 
 ROOT = Path(__file__).resolve().parent.parent
 PLOT = ROOT / "docs" / "benchmarks.png"
@@ -28,6 +28,7 @@ def render(
     asgi_results: asgi.AsgiResults,
     http_results: list[http.HttpResults],
     stall_results: list[stall.StallResult] | None = None,
+    instruction_results: instructions.InstructionResults | None = None,
 ) -> str:
     verdicts = report.asgi_verdicts(asgi_results)
     parts = [
@@ -57,6 +58,16 @@ def render(
             report.http_table(results),
             "",
         ]
+    if instruction_results is not None:
+        verdicts += report.instruction_verdicts(instruction_results)
+        counted = instruction_results.settings
+        parts += [
+            f"### Instructions per request behind {instruction_results.server} (callgrind, "
+            f"{counted.requests:,} requests counted after {counted.warmup:,} warm-up requests)",
+            "",
+            instructions.table(instruction_results),
+            "",
+        ]
     if stall_results:
         parts += [
             "### Event-loop stall while a large callable allowlist refreshes",
@@ -83,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="few iterations: checks the harness runs")
     parser.add_argument("--no-http", action="store_true", help="skip the uvicorn + wrk benchmark")
+    parser.add_argument("--no-count", action="store_true", help="skip the instruction count (valgrind)")
     parser.add_argument("--update-docs", action="store_true", help=f"write the results into {DOC.name}")
     parser.add_argument("--plot", type=Path, default=PLOT, help="where to save the plot (PNG)")
     args = parser.parse_args(argv)
@@ -98,8 +110,12 @@ def main(argv: list[str] | None = None) -> int:
         http_results = http.run(
             http.Settings(rounds=1, sessions=1, duration_s=1) if args.quick else http.Settings()
         )
+    instruction_results = None
+    if not args.no_count:
+        print("instruction count under valgrind...", file=sys.stderr)
+        instruction_results = instructions.run(instructions.QUICK if args.quick else instructions.Settings())
 
-    text = render(asgi_results, http_results, stall_results)
+    text = render(asgi_results, http_results, stall_results, instruction_results)
     print(text)
     report.plot(asgi_results, http_results, args.plot)
     print(f"plot written to {args.plot}", file=sys.stderr)
