@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 
 from ._origin import MAX_ORIGIN_LENGTH, quote
-from ._policy import MAX_REQUEST_HEADERS_LENGTH, OriginsSpec, Pending, Policy
+from ._policy import MAX_REQUEST_HEADERS_LENGTH, PENDING, OriginsSpec, Pending, Policy
 from .exceptions import ConfigurationError, Problem
 from .types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,6 +22,7 @@ _WANTED = frozenset((_ORIGIN, _REQUEST_METHOD, _REQUEST_HEADERS, b"access-contro
 _VARY = b"vary"
 _ORIGIN_TOKEN = b"Origin"
 _VARY_ORIGIN = (_VARY, _ORIGIN_TOKEN)
+_ONLY_VARY_ORIGIN = [_VARY_ORIGIN]  # what a response to a request without an Origin gets
 _CONTENT_TYPE = (b"content-type", b"text/plain; charset=utf-8")
 _PREFLIGHT_MEMO_SIZE = 1024
 _MAYBE_OURS = frozenset((b"a", b"A", b"v", b"V"))
@@ -82,7 +83,7 @@ def _merge_vary(current: bytes | None, vary: tuple[bytes, bytes]) -> bytes:
     ours = vary[1]
     if current is None:
         return ours
-    if ours is _ORIGIN_TOKEN and b"origin" not in current.lower() and b"*" not in current:
+    if ours == _ORIGIN_TOKEN and b"origin" not in current.lower() and b"*" not in current:
         return current + b", Origin"  # the common case (Vary: Accept-Encoding), without a split
     present = {token.strip().lower() for token in current.split(b",")}
     if b"*" in present:
@@ -92,11 +93,10 @@ def _merge_vary(current: bytes | None, vary: tuple[bytes, bytes]) -> bytes:
 
 
 def _response_headers(
-    app_headers: Iterable[tuple[bytes, bytes]],
-    cors: list[tuple[bytes, bytes]],
-    vary: tuple[bytes, bytes] = _VARY_ORIGIN,
+    app_headers: Iterable[tuple[bytes, bytes]], ours: list[tuple[bytes, bytes]]
 ) -> list[Any]:
-    """The app's headers with ours: CORS headers replaced, Vary merged into one line."""
+    """The app's headers with ours (the CORS headers, Vary last): CORS headers replaced, Vary
+    merged into one line."""
     if type(app_headers) is not list:
         app_headers = list(app_headers)  # any iterable, read twice below
     for header in app_headers:
@@ -105,7 +105,7 @@ def _response_headers(
         if header[0][:1] in _MAYBE_OURS:
             break
     else:
-        return [*app_headers, *cors, vary]
+        return [*app_headers, *ours]
     out: list[Any] = []
     app_vary: bytes | None = None
     for header in app_headers:
@@ -119,7 +119,8 @@ def _response_headers(
         # possibly contradicting value (Fetch fails on two Allow-Origin values).
         elif not name.startswith(b"access-control-allow-") and name != b"access-control-expose-headers":
             out.append(header)
-    out.extend(cors)
+    vary = ours[-1]
+    out.extend(ours[:-1])
     out.append((_VARY, _merge_vary(app_vary, vary)))
     return out
 
@@ -251,9 +252,8 @@ class CORSMiddleware:
             else:
                 private_network = True
 
-        vary = _VARY_ORIGIN
         if origin is None:
-            cors: list[tuple[bytes, bytes]] = []
+            ours = _ONLY_VARY_ORIGIN
         elif request_method is not None and scope["method"] == "OPTIONS":
             text = origin.decode("latin-1")
             rule = policy.lookup(text, scope)
@@ -264,29 +264,26 @@ class CORSMiddleware:
             )
             return
         else:
-            answer = policy.actual_response(origin, scope)
-            if isinstance(answer, Pending):
+            answer = policy.actual_response(origin, scope)  # the CORS headers, Vary last
+            if answer is PENDING:
                 rule = await policy.resolve(origin.decode("latin-1"), scope)
-                answer = policy.actual_headers(origin, rule) or []
-            cors = answer
+                answer = policy.actual_response_for(origin, rule)
+            ours = answer  # type: ignore[assignment]
             shadow = policy.shadow
             if shadow is not None:
                 # The shadow's own fast path first: agreeing costs a dict read, not a coroutine.
                 would = shadow.actual_response(origin, scope)
-                if isinstance(would, Pending) or bool(would) != bool(cors):
-                    await policy.observe(origin, bool(cors), scope)
-            if not cors and logger.isEnabledFor(logging.DEBUG):
+                if would is PENDING or len(would) != len(ours):  # type: ignore[arg-type]
+                    await policy.observe(origin, len(ours) > 1, scope)
+            if len(ours) == 1 and logger.isEnabledFor(logging.DEBUG):  # only Vary: refused
                 logger.debug("corsengine: refused origin %s", quote(origin.decode("latin-1")))
-            extra = policy.vary
-            if extra:
-                vary = (_VARY, b", ".join([_ORIGIN_TOKEN, *(name.encode("latin-1") for name in extra)]))
 
         # A plain function returning send's awaitable: one coroutine per message, not two.
         def send_with_cors(message: Message) -> Awaitable[None]:
             # A corsengine middleware nearer the app (a mounted sub-app's own policy) has
             # decided this response already: it is left as that one made it.
             if message["type"] == "http.response.start" and _HANDLED not in message:
-                message["headers"] = _response_headers(message.get("headers", ()), cors, vary)
+                message["headers"] = _response_headers(message.get("headers", ()), ours)
                 message[_HANDLED] = True
             return send(message)
 
