@@ -26,6 +26,7 @@ _ONLY_VARY_ORIGIN = [_VARY_ORIGIN]  # what a response to a request without an Or
 _CONTENT_TYPE = (b"content-type", b"text/plain; charset=utf-8")
 _PREFLIGHT_MEMO_SIZE = 1024
 _MAYBE_OURS = frozenset((b"a", b"A", b"v", b"V"))
+_MAYBE_OURS_CODES = frozenset(b"aAvV")  # the same first letters, as a name's first byte
 _DUPLICATE = b"\x00duplicate"  # never a valid origin, so it is refused like any malformed one
 # What Access-Control-Request-Headers reads as once its lines add up past the limit: still
 # over the limit, so the policy refuses it, and nothing more of the request is joined.
@@ -75,6 +76,37 @@ def _compile_routes(routes: Mapping[str, Policy] | None) -> dict[str, Policy]:
     return compiled
 
 
+def _read_preflight(
+    headers: Iterable[tuple[bytes, bytes]],
+) -> tuple[bytes | None, bytes | None, bytes | None, bool]:
+    """Origin, Access-Control-Request-Method, -Headers and -Private-Network of an OPTIONS."""
+    origin: bytes | None = None
+    request_method: bytes | None = None
+    request_headers: bytes | None = None
+    private_network = False
+    for name, value in headers:
+        if name not in _WANTED:  # most headers: one set lookup, nothing else
+            continue
+        if name == _ORIGIN:
+            # Two Origin headers are never sent by a browser: refuse, never pick one.
+            origin = value if origin is None else _DUPLICATE
+        elif name == _REQUEST_METHOD:
+            request_method = value
+        elif name == _REQUEST_HEADERS:
+            # Many lines are joined only up to the limit: past it, nothing more is read
+            # (joining 100,000 lines one by one would be quadratic).
+            if request_headers is None:
+                request_headers = value if len(value) <= MAX_REQUEST_HEADERS_LENGTH else _OVERSIZED
+            elif request_headers is not _OVERSIZED:
+                if len(request_headers) + len(value) < MAX_REQUEST_HEADERS_LENGTH:
+                    request_headers = request_headers + b"," + value
+                else:
+                    request_headers = _OVERSIZED
+        else:
+            private_network = True
+    return origin, request_method, request_headers, private_network
+
+
 def _encode(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
 
@@ -99,13 +131,16 @@ def _response_headers(
     merged into one line."""
     if type(app_headers) is not list:
         app_headers = list(app_headers)  # any iterable, read twice below
-    for header in app_headers:
-        # Only a name starting with "a" or "v" can be Vary or one of ours; most responses
-        # have none, and are copied whole after one cheap test per header.
-        if header[0][:1] in _MAYBE_OURS:
-            break
-    else:
-        return [*app_headers, *ours]
+    try:
+        for name, _ in app_headers:
+            # Only a name starting with "a" or "v" can be Vary or one of ours; most responses
+            # have none, and are copied whole after one cheap test per header.
+            if name[0] in _MAYBE_OURS_CODES:
+                break
+        else:
+            return [*app_headers, *ours]
+    except IndexError:
+        pass  # an empty name: the careful path below keeps it as it is
     out: list[Any] = []
     app_vary: bytes | None = None
     for header in app_headers:
@@ -231,26 +266,15 @@ class CORSMiddleware:
         request_method: bytes | None = None
         request_headers: bytes | None = None
         private_network = False
-        for name, value in scope["headers"]:
-            if name not in _WANTED:  # most headers: one set lookup, nothing else
-                continue
-            if name == _ORIGIN:
-                # Two Origin headers are never sent by a browser: refuse, never pick one.
-                origin = value if origin is None else _DUPLICATE
-            elif name == _REQUEST_METHOD:
-                request_method = value
-            elif name == _REQUEST_HEADERS:
-                # Many lines are joined only up to the limit: past it, nothing more is read
-                # (joining 100,000 lines one by one would be quadratic).
-                if request_headers is None:
-                    request_headers = value if len(value) <= MAX_REQUEST_HEADERS_LENGTH else _OVERSIZED
-                elif request_headers is not _OVERSIZED:
-                    if len(request_headers) + len(value) < MAX_REQUEST_HEADERS_LENGTH:
-                        request_headers = request_headers + b"," + value
-                    else:
-                        request_headers = _OVERSIZED
-            else:
-                private_network = True
+        if scope["method"] != "OPTIONS":
+            # Not a preflight: only Origin matters. A comparison per header (bytes of another
+            # length differ at once), and all of them: a second Origin must be seen.
+            for name, value in scope["headers"]:
+                if name == _ORIGIN:
+                    # Two Origin headers are never sent by a browser: refuse, never pick one.
+                    origin = value if origin is None else _DUPLICATE
+        else:
+            origin, request_method, request_headers, private_network = _read_preflight(scope["headers"])
 
         if origin is None:
             ours = _ONLY_VARY_ORIGIN
