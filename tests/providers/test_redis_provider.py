@@ -196,6 +196,59 @@ async def test_the_watcher_reconnects_after_a_redis_restart_and_reloads(
         await provider.aclose()
 
 
+@pytest.mark.anyio
+async def test_a_change_made_right_after_a_redis_restart_is_seen_within_the_reconnect_bound(
+    key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The documented bound after an outage: the longest backoff wait (``reconnect_max``),
+    then one subscribe and one load. The reload that resubscribing starts runs on a fresh
+    connection: on a pooled one that predates the restart it failed, and the change waited
+    for the retry 5 s later."""
+    reconnect_max = 0.3
+    channel = f"{key}:changes"
+    with redis_server() as server:
+        admin = connect(server.url)
+        await admin.sadd(key, "https://a.example")
+        provider = RedisProvider(
+            server.url,
+            key=key,
+            channel=channel,
+            reconnect_initial=0.05,
+            reconnect_max=reconnect_max,
+            timeout=0.5,
+        )
+        policy = Policy(allow_origins=provider)
+        async with anyio.create_task_group() as task_group:
+            policy.attach(task_group)
+            assert (await policy.aevaluate("https://a.example")).allowed
+
+            async def subscribed() -> bool:
+                return bool((await admin.pubsub_numsub(channel))[0][1] >= 1)
+
+            await eventually(subscribed)
+            await anyio.sleep(0.1)  # the reload that subscribing started, done on a pooled connection
+            with caplog.at_level(logging.WARNING, "corsengine"):
+                server.stop()
+                for _ in range(5):  # down: the last good list answers, no request fails
+                    assert (await policy.aevaluate("https://a.example")).allowed
+                    await anyio.sleep(0.2)  # the backoff grows to its cap meanwhile
+                server.start()
+                caplog.clear()
+                await admin.aclose()
+                admin = connect(server.url)  # a new server: a new client
+                await add_origins(admin, ["https://b.example"], key=key, channel=channel)
+                # Published before the watcher is back: lost, and covered by the reload on
+                # resubscribe.
+                await anyio.sleep(reconnect_max + 0.5)
+                assert (await policy.aevaluate("https://b.example")).allowed  # the first request
+            assert "resubscribed" in caplog.text
+            assert "unavailable" not in caplog.text  # no load ran on a dead connection
+            policy.attach(None)
+            task_group.cancel_scope.cancel()
+        await admin.aclose()
+        await policy.aclose()
+
+
 class _SilentPubSub:
     """A channel whose connection died without a word: no messages, no PONG."""
 
