@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import pytest
 
-from corsengine import Policy
+from corsengine import Change, Policy
 from corsengine.exceptions import ConfigurationError, ProviderError
 from corsengine.providers import FileProvider
 from corsengine.testing import FakeClock
@@ -208,3 +208,88 @@ async def test_watchfiles_is_used_when_installed(tmp_path: Path, monkeypatch: py
     with anyio.move_on_after(0.05):
         await polling.watch(lambda: calls.append(2))
     assert calls == [1]
+
+
+def test_a_change_in_place_is_accepted_once_it_holds_still_a_rename_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "cors.toml"
+    path.write_text('origins = ["https://a.example"]\n')
+    provider = FileProvider(path)
+    accepted = provider.changed(None)[1]
+    assert provider.settled(accepted) == (False, accepted, provider.settled(accepted)[2])
+    with path.open("a") as handle:  # in place: the first look only notes it
+        handle.write('patterns = ["https://*.a.example"]\n')
+    reload, same, pending = provider.settled(accepted)
+    assert (reload, same) == (False, accepted) and pending == provider.changed(None)[1]
+    with path.open("a") as handle:  # still being written: noted again, not accepted
+        handle.write("# more\n")
+    reload, same, pending = provider.settled(accepted, pending)
+    assert (reload, same) == (False, accepted)
+    reload, accepted, pending = provider.settled(accepted, pending)  # unchanged one look later
+    assert reload and accepted == provider.changed(None)[1]
+    write_atomically(path, 'origins = ["https://b.example"]\n')  # a new inode: complete, at once
+    reload, accepted, pending = provider.settled(accepted, pending)
+    assert reload and accepted == provider.changed(None)[1]
+    path.unlink()  # gone: a failed reload after one more look (the last good list stays)
+    reload, accepted, pending = provider.settled(accepted, pending)
+    assert not reload and pending is None
+    assert provider.settled(accepted, pending)[:2] == (True, None)
+
+
+POLL = 0.1  # the watcher's poll_interval in the tests below
+
+
+async def _watched(path: Path, body: Callable[[Policy], Any]) -> None:
+    """A policy on ``path`` with its watcher running, on the real clock (real files)."""
+    policy = Policy(allow_origins=FileProvider(path, poll_interval=POLL, use_watchfiles=False))
+    async with anyio.create_task_group() as task_group:
+        policy._resolver.attach(task_group)
+        try:
+            assert (await policy.aevaluate("https://app.example")).allowed  # loaded, watching
+            await body(policy)
+        finally:
+            task_group.cancel_scope.cancel()
+    await policy.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_file_written_in_chunks_is_never_published_half_written(tmp_path: Path) -> None:
+    """A TOML file cut at a line boundary is valid TOML: without the wait for a stable file,
+    a poll landing between the chunks published the list without its patterns line."""
+    path = tmp_path / "cors.toml"
+    pattern = "https://*.partner.example"
+    path.write_text(f'origins = ["https://app.example"]\npatterns = ["{pattern}"]\n')
+    changes: list[Change] = []
+
+    async def body(policy: Policy) -> None:
+        policy.on_change(changes.append)
+        for round_ in range(8):
+            with path.open("w") as handle:  # in place, in two chunks, 51 ms apart
+                handle.write(f'origins = ["https://app.example", "https://new-{round_}.example"]\n')
+                handle.flush()
+                await anyio.sleep(0.051)
+                handle.write(f'patterns = ["{pattern}"]\n')
+            await anyio.sleep(0.03)
+        # The documented bound for a file written in place: two polls after the write ends.
+        await anyio.sleep(2 * POLL + 0.2)
+        assert (await policy.aevaluate("https://new-7.example")).allowed  # the first request
+
+    await _watched(path, body)
+    assert changes, "the watcher published no change at all"
+    assert not any(pattern in change.removed for change in changes), changes
+
+
+@pytest.mark.anyio
+async def test_a_file_renamed_into_place_is_seen_within_one_poll(tmp_path: Path) -> None:
+    path = tmp_path / "cors.json"
+    path.write_text('["https://app.example"]')
+
+    async def body(policy: Policy) -> None:
+        for round_ in range(2):
+            write_atomically(path, f'["https://app.example", "https://r{round_}.example"]')
+            await anyio.sleep(POLL + 0.15)  # the bound for a rename: one poll, then one load
+            assert (await policy.aevaluate(f"https://r{round_}.example")).allowed  # the first request
+            path.write_text(f'["https://app.example", "https://w{round_}.example"]')  # in place
+            await anyio.sleep(2 * POLL + 0.15)  # two polls, then one load
+            assert (await policy.aevaluate(f"https://w{round_}.example")).allowed
+
+    await _watched(path, body)
