@@ -110,13 +110,16 @@ class Fleet:
             time.sleep(0.05)
         raise FleetError(f"{url} did not start within {timeout:g} s")
 
-    def _discover(self, url: str) -> set[int]:
+    def _discover(self, url: str, timeout: float = 30) -> set[int]:
+        # The workers start one after another: the first may answer long before the last.
         pids: set[int] = set()
-        for _ in range(MAX_CONNECTIONS):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
             pids.add(self.ask(url, "https://probe.invalid").worker)
             if len(pids) == self.workers:
                 return pids
-        raise FleetError(f"{url}: heard from {len(pids)} of {self.workers} workers")
+            time.sleep(0.01)
+        raise FleetError(f"{url}: heard from {len(pids)} of {self.workers} workers in {timeout:g} s")
 
     def ask(self, url: str, origin: str) -> Answer:
         """One GET with ``Origin`` on a new connection."""

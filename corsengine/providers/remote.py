@@ -257,6 +257,16 @@ class RemoteJSONProvider(BaseProvider):
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             cap = self.max_bytes
             raise ProviderError(f"{quote(self.url)} declares {declared} bytes, over the {cap}-byte cap")
+        over = f"{quote(self.url)} sent more than the {self.max_bytes}-byte cap"
+        try:
+            # A response made in memory (httpx.MockTransport) arrives read and decoded.
+            body = response.content
+        except httpx.ResponseNotRead:
+            pass
+        else:
+            if len(body) > self.max_bytes:
+                raise ProviderError(over)
+            return body
         inflate = _inflater(response.headers.get("Content-Encoding", ""), self.url)
         chunks: list[bytes] = []
         size = 0
@@ -264,7 +274,7 @@ class RemoteJSONProvider(BaseProvider):
             chunk = raw if inflate is None else inflate(raw, self.max_bytes - size + 1)
             size += len(chunk)
             if size > self.max_bytes:
-                raise ProviderError(f"{quote(self.url)} sent more than the {self.max_bytes}-byte cap")
+                raise ProviderError(over)
             chunks.append(chunk)
         return b"".join(chunks)
 

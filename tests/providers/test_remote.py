@@ -469,3 +469,20 @@ async def test_a_compression_bomb_is_refused_before_it_is_expanded(
     finally:
         tracemalloc.stop()
     assert peak < 4_000_000, f"peak {peak / 1e6:.1f} MB while refusing the bomb"
+
+
+@pytest.mark.anyio
+async def test_a_response_made_in_memory_is_capped_too() -> None:
+    """httpx.MockTransport hands over a body already read and decoded (nothing to stream)."""
+    body = [f"https://a{index}.example" for index in range(100)]
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        response = httpx.Response(200, json=body)
+        del response.headers["Content-Length"]  # not declared: only the body's size can tell
+        return response
+
+    transport = httpx.MockTransport(respond)
+    async with httpx.AsyncClient(transport=transport) as client:
+        assert len((await RemoteJSONProvider(URL, client=client).load()).entries) == 100
+        with pytest.raises(ProviderError, match="more than the 100-byte cap"):
+            await RemoteJSONProvider(URL, client=client, max_bytes=100).load()
