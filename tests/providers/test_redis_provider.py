@@ -96,7 +96,7 @@ async def test_redis_down_raises_and_the_policy_keeps_the_last_good(key: str) ->
         await setup.aclose()
         clock = FakeClock()
         provider = RedisProvider(server.url, key=key, ttl=10, timeout=0.5)
-        policy = Policy(allow_origins=provider, clock=clock)
+        policy = Policy(allow_origins=provider, clock=clock, max_stale=100)
         assert (await policy.aevaluate("https://a.example")).allowed
         server.stop()
         with pytest.raises(ProviderError, match="is unavailable"):
@@ -104,6 +104,12 @@ async def test_redis_down_raises_and_the_policy_keeps_the_last_good(key: str) ->
         clock.advance(11)
         await policy.refresh()
         assert (await policy.aevaluate("https://a.example")).allowed
+        # The documented bound of an outage: the last good list until ttl + max_stale
+        # after it was loaded, then refused.
+        clock.advance(10 + 100 - 11 - 0.1)
+        assert (await policy.aevaluate("https://a.example")).allowed
+        clock.advance(0.1)
+        assert not (await policy.aevaluate("https://a.example")).allowed
         await policy.aclose()
 
 
