@@ -30,6 +30,8 @@ from .servers import RedisServer, eventually, free_port, redis_server
 
 pytestmark = pytest.mark.redis
 
+BOUND = 0.5  # docs/dynamic.md: a change in a healthy Redis is in force within 0.5 s
+
 
 @pytest.fixture
 def key(request: pytest.FixtureRequest) -> str:
@@ -159,19 +161,15 @@ async def test_a_message_on_the_channel_reloads_at_once(
         await anyio.sleep(0.05)
         assert not (await policy.aevaluate("https://new.example")).allowed
         await eventually(lambda: all(slot.inflight is None for slot in policy._resolver.state.slots))
-        await add_origins(client, ["https://new.example"], key=key, channel=channel)
-        # The clock never moves: only the pub/sub message can make the policy reload.
-
-        async def allowed() -> bool:
-            return (await policy.aevaluate("https://new.example")).allowed
-
-        await eventually(allowed)
-        await remove_origins(client, ["https://new.example"], key=key, channel=channel)
-
-        async def refused() -> bool:
-            return not (await policy.aevaluate("https://new.example")).allowed
-
-        await eventually(refused)
+        # The clock never moves: only the pub/sub message can make the policy reload. The
+        # documented bound (0.5 s) is waited once; the first request after it sees the change.
+        for _ in range(3):
+            await add_origins(client, ["https://new.example"], key=key, channel=channel)
+            await anyio.sleep(BOUND)
+            assert (await policy.aevaluate("https://new.example")).allowed
+            await remove_origins(client, ["https://new.example"], key=key, channel=channel)
+            await anyio.sleep(BOUND)
+            assert not (await policy.aevaluate("https://new.example")).allowed
         task_group.cancel_scope.cancel()
     await policy.aclose()
 
