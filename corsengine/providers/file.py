@@ -55,8 +55,10 @@ class FileProvider(BaseProvider):
     form (``origins = [...]``). A watcher task notices changes (mtime, size and inode,
     polled at most every ``poll_interval`` seconds; through ``watchfiles`` when it is
     installed), including editors that write a temporary file and rename it over the
-    original. A bad edit keeps the last good allowlist, and the error names the line.
-    ``ttl`` is a safety net for when no watcher runs.
+    original. A file renamed into place is taken at once; one written in place only once
+    it has held still for one more ``poll_interval``, so a half-written file is never
+    published: write by rename. A bad edit keeps the last good allowlist, and the error
+    names the line. ``ttl`` is a safety net for when no watcher runs.
 
     Examples:
         >>> import tempfile

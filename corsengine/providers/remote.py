@@ -69,8 +69,9 @@ class RemoteJSONProvider(BaseProvider):
     clamped to ``[min_ttl, max_ttl]``; without one, ``ttl`` stays the configured value.
 
     Every failure raises, so the resolver keeps the last good allowlist: a timeout, a
-    status other than 200/304, a body over ``max_bytes``, invalid JSON, a document
-    that does not match the format, or one invalid entry. With ``cache_path``, the last
+    status other than 200/304, a body over ``max_bytes`` (counted as it is decompressed, so a
+    compression bomb is stopped at the cap), invalid JSON, a document that does not match
+    the format, or one invalid entry. With ``cache_path``, the last
     good document is also kept on disk (written atomically) and served when the very
     first fetch fails, so a restart during an outage keeps the allowlist.
 
