@@ -287,3 +287,23 @@ async def test_a_file_renamed_into_place_is_seen_within_one_poll(tmp_path: Path)
             assert (await policy.aevaluate(f"https://w{round_}.example")).allowed
 
     await _watched(path, body)
+
+
+@pytest.mark.anyio
+async def test_with_watchfiles_a_change_in_place_waits_until_the_file_holds_still(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "cors.json"
+    path.write_text('["https://a.example"]')
+
+    async def awatch(*paths: Any, **options: Any) -> AsyncIterator[set[tuple[int, str]]]:
+        path.write_text('["https://a.example", "https://b.example"]')  # in place: same inode
+        yield {(2, str(path))}
+
+    monkeypatch.setitem(sys.modules, "watchfiles", types.SimpleNamespace(awatch=awatch))
+    provider = FileProvider(path, poll_interval=0.02)
+    await provider.load()
+    calls: list[float] = []
+    started = anyio.current_time()
+    await provider.watch(lambda: calls.append(anyio.current_time() - started))
+    assert len(calls) == 1 and calls[0] >= 0.02  # one more look, poll_interval later
