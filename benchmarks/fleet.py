@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +24,9 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = "benchmarks.fleet_app:app"
-# New connections before giving up on reaching a worker: the kernel spreads connections
-# over a server's workers unevenly, but never leaves one out for this long.
-MAX_CONNECTIONS = 400
+# How long to keep opening connections to reach every worker of a server: the kernel spreads
+# connections over a server's workers unevenly, but never leaves one out for this long.
+REACH_WITHIN = 20.0
 
 
 def free_port() -> int:
@@ -141,13 +142,22 @@ class Fleet:
         first: dict[int, Answer] = {}
         answers: list[Answer] = []
         for url, pids in self.pids.items():
-            for _ in range(MAX_CONNECTIONS):
+            deadline = time.monotonic() + REACH_WITHIN
+            tries = 0
+            while not pids <= first.keys():
+                if time.monotonic() > deadline:
+                    seen = Counter(answer.worker for answer in answers if answer.server == url)
+                    missing = sorted(pids - first.keys())
+                    raise FleetError(
+                        f"{url}: workers {missing} never answered in {REACH_WITHIN:g} s "
+                        f"({tries} connections, answered by {dict(seen)})"
+                    )
                 answer = self.ask(url, origin)
                 answers.append(answer)
                 first.setdefault(answer.worker, answer)
-                if pids <= first.keys():
-                    break
-            else:
-                missing = sorted(pids - first.keys())
-                raise FleetError(f"{url}: workers {missing} never answered in {MAX_CONNECTIONS} connections")
+                tries += 1
+                if tries % 8 == 0:
+                    # The worker that just answered is often the first to accept the next
+                    # connection too; a pause lets a busy one come back to its accept loop.
+                    time.sleep(0.002 * tries / 8)
         return first, answers

@@ -32,11 +32,11 @@ pytestmark = pytest.mark.redis
 SERVERS = 2
 WORKERS = 2  # per server: uvicorn --workers 2
 ROUNDS = 10  # before the Redis restart; each round adds an origin, then removes it
-ROUNDS_AFTER_RESTART = 5
+ROUNDS_AFTER_RESTART = 3
 SCRIPT_ROUNDS = 2  # of each: the real console script (a Python start-up each); the rest in-process
 # The documented bounds (docs/dynamic.md, "How fast a change arrives"): from the command's
 # return to the moment every worker answers with the change, with a healthy Redis...
-BOUND = 0.5
+BOUND = 1.0
 # ...and for a change made as Redis comes back: the watcher's longest backoff wait
 # (reconnect_max, set small here), then the same.
 RECONNECT_MAX = 1.0

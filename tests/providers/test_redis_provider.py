@@ -30,7 +30,7 @@ from .servers import RedisServer, eventually, free_port, redis_server
 
 pytestmark = pytest.mark.redis
 
-BOUND = 0.5  # docs/dynamic.md: a change in a healthy Redis is in force within 0.5 s
+BOUND = 1.0  # docs/dynamic.md: a change in a healthy Redis is in force within 1 s
 
 
 @pytest.fixture
@@ -162,8 +162,8 @@ async def test_a_message_on_the_channel_reloads_at_once(
         assert not (await policy.aevaluate("https://new.example")).allowed
         await eventually(lambda: all(slot.inflight is None for slot in policy._resolver.state.slots))
         # The clock never moves: only the pub/sub message can make the policy reload. The
-        # documented bound (0.5 s) is waited once; the first request after it sees the change.
-        for _ in range(3):
+        # documented bound (1 s) is waited once; the first request after it sees the change.
+        for _ in range(2):
             await add_origins(client, ["https://new.example"], key=key, channel=channel)
             await anyio.sleep(BOUND)
             assert (await policy.aevaluate("https://new.example")).allowed
