@@ -69,6 +69,10 @@ class Fleet:
                 port = free_port()
                 command = [sys.executable, "-m", "uvicorn", APP, "--host", "127.0.0.1", "--port", str(port)]
                 command += ["--workers", str(self.workers), "--log-level", "warning", "--no-access-log"]
+                # uvicorn's supervisor replaces a worker that has not answered its health check
+                # within 5 s, which a loaded two-core machine can delay: a replaced worker has a
+                # new pid, and the old one would never answer again.
+                command += ["--timeout-worker-healthcheck", "60"]
                 self.processes.append(subprocess.Popen(command, cwd=ROOT, env=self.env))
                 self.urls.append(f"http://127.0.0.1:{port}/")
             for url in self.urls:
