@@ -229,7 +229,7 @@ def test_a_change_in_place_is_accepted_once_it_holds_still_a_rename_at_once(tmp_
     assert provider.settled(accepted, pending)[:2] == (True, None)
 
 
-POLL = 0.1  # the watcher's poll_interval in the tests below
+POLL = 0.2  # the watcher's poll_interval in the tests below: four times the 51 ms pause between chunks
 
 
 async def _watched(path: Path, body: Callable[[Policy], Any]) -> None:
@@ -264,7 +264,7 @@ async def test_a_file_written_in_chunks_is_never_published_half_written(tmp_path
                 handle.write(f'patterns = ["{pattern}"]\n')
             await anyio.sleep(0.03)
         # The documented bound for a file written in place: two polls after the write ends.
-        await anyio.sleep(2 * POLL + 0.2)
+        await anyio.sleep(2 * POLL + 0.3)
         assert (await policy.aevaluate("https://new-7.example")).allowed  # the first request
 
     await _watched(path, body)
@@ -280,10 +280,10 @@ async def test_a_file_renamed_into_place_is_seen_within_one_poll(tmp_path: Path)
     async def body(policy: Policy) -> None:
         for round_ in range(2):
             write_atomically(path, f'["https://app.example", "https://r{round_}.example"]')
-            await anyio.sleep(POLL + 0.15)  # the bound for a rename: one poll, then one load
+            await anyio.sleep(POLL + 0.3)  # the bound for a rename: one poll, then one load
             assert (await policy.aevaluate(f"https://r{round_}.example")).allowed  # the first request
             path.write_text(f'["https://app.example", "https://w{round_}.example"]')  # in place
-            await anyio.sleep(2 * POLL + 0.15)  # two polls, then one load
+            await anyio.sleep(2 * POLL + 0.3)  # two polls, then one load
             assert (await policy.aevaluate(f"https://w{round_}.example")).allowed
 
     await _watched(path, body)
