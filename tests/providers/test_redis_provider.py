@@ -243,7 +243,7 @@ async def test_a_change_made_right_after_a_redis_restart_is_seen_within_the_reco
                 await add_origins(admin, ["https://b.example"], key=key, channel=channel)
                 # Published before the watcher is back: lost, and covered by the reload on
                 # resubscribe.
-                await anyio.sleep(reconnect_max + 0.5)
+                await anyio.sleep(reconnect_max + BOUND)
                 assert (await policy.aevaluate("https://b.example")).allowed  # the first request
             assert "resubscribed" in caplog.text
             assert "unavailable" not in caplog.text  # no load ran on a dead connection
