@@ -69,11 +69,11 @@ class RemoteJSONProvider(BaseProvider):
     clamped to ``[min_ttl, max_ttl]``; without one, ``ttl`` stays the configured value.
 
     Every failure raises, so the resolver keeps the last good allowlist: a timeout, a
-    status other than 200/304, a body over ``max_bytes`` (counted as it is decompressed, so a
-    compression bomb is stopped at the cap), invalid JSON, a document that does not match
-    the format, or one invalid entry. With ``cache_path``, the last
-    good document is also kept on disk (written atomically) and served when the very
-    first fetch fails, so a restart during an outage keeps the allowlist.
+    status other than 200/304, a body over ``max_bytes`` (counted as it is decompressed,
+    so a compression bomb is stopped at the cap), invalid JSON, a document that does not
+    match the format, or one invalid entry. With ``cache_path``, the last good document is
+    also kept on disk (written atomically) and served when the very first fetch fails, so a
+    restart during an outage keeps the allowlist.
 
     Pass ``client=`` to use your own ``httpx.AsyncClient`` (its transport, proxies,
     authentication); the timeouts, the size cap and the redirect limit here apply to
@@ -277,6 +277,8 @@ class RemoteJSONProvider(BaseProvider):
             if size > self.max_bytes:
                 raise ProviderError(over)
             chunks.append(chunk)
+        if inflate is not None and not inflate.decoder.eof:
+            raise ProviderError(f"{quote(self.url)} sent a compressed body that was cut short")
         return b"".join(chunks)
 
     def _parse(self, body: bytes) -> tuple[Document, object]:

@@ -436,6 +436,7 @@ async def test_compressed_documents_are_decoded(
         ("br", b"x", "sent Content-Encoding 'br'"),
         ("gzip, gzip", b"x", "sent Content-Encoding 'gzip, gzip'"),
         ("gzip", b"not gzip at all", "does not decompress"),
+        ("gzip", _compressed(json.dumps(GOOD).encode(), 31)[:-12], "cut short"),
     ],
 )
 async def test_encodings_it_cannot_bound_or_decode_are_refused(
