@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import asgi, http, instructions, report, stall
+from benchmarks import asgi, http, instructions, propagation, report, stall
 
 ROOT = Path(__file__).resolve().parent.parent
 PLOT = ROOT / "docs" / "benchmarks.png"
@@ -29,7 +29,9 @@ def render(
     http_results: list[http.HttpResults],
     stall_results: list[stall.StallResult] | None = None,
     instruction_results: instructions.InstructionResults | None = None,
+    propagation_results: list[propagation.PropagationResult] | str | None = None,
 ) -> str:
+    """The report; ``propagation_results`` is a reason when the run was skipped."""
     verdicts = report.asgi_verdicts(asgi_results)
     parts = [
         f"Measured with `make bench` ({_machine()}).",
@@ -75,9 +77,21 @@ def render(
             stall.table(stall_results),
             "",
         ]
+    if isinstance(propagation_results, str):
+        parts += ["### Propagation of a change to every worker", "", propagation_results, ""]
+    elif propagation_results:
+        parts += [
+            "### Propagation of a change to every worker "
+            "(from the change call's return to the change in force in each worker)",
+            "",
+            propagation.table(propagation_results),
+            "",
+        ]
     parts += ["### Targets", "", *(verdict.line() for verdict in verdicts)]
     if stall_results:
         parts.append(stall.verdict_line(stall_results))
+    if propagation_results and not isinstance(propagation_results, str):
+        parts.append(propagation.verdict_line(propagation_results))
     return "\n".join(parts) + "\n"
 
 
@@ -95,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="few iterations: checks the harness runs")
     parser.add_argument("--no-http", action="store_true", help="skip the uvicorn + wrk benchmark")
     parser.add_argument("--no-count", action="store_true", help="skip the instruction count (valgrind)")
+    parser.add_argument(
+        "--no-propagation", action="store_true", help="skip the fleet propagation benchmark (Redis, file)"
+    )
     parser.add_argument("--update-docs", action="store_true", help=f"write the results into {DOC.name}")
     parser.add_argument("--plot", type=Path, default=PLOT, help="where to save the plot (PNG)")
     args = parser.parse_args(argv)
@@ -104,6 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     asgi_results = asgi.run(asgi.QUICK if args.quick else asgi.Settings())
     print("event-loop stall benchmark...", file=sys.stderr)
     stall_results = stall.run(stall.QUICK_SIZES if args.quick else stall.SIZES)
+    propagation_results: list[propagation.PropagationResult] | str | None = None
+    if not args.no_propagation:
+        print("propagation benchmark (redis-server, uvicorn fleets)...", file=sys.stderr)
+        try:
+            propagation_results = propagation.run(quick=args.quick)
+        except propagation.FleetError as error:
+            propagation_results = f"Skipped: {error}."
     http_results: list[http.HttpResults] = []
     if not args.no_http:
         print("uvicorn + wrk benchmark...", file=sys.stderr)
@@ -115,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         print("instruction count under valgrind...", file=sys.stderr)
         instruction_results = instructions.run(instructions.QUICK if args.quick else instructions.Settings())
 
-    text = render(asgi_results, http_results, stall_results, instruction_results)
+    text = render(asgi_results, http_results, stall_results, instruction_results, propagation_results)
     print(text)
     report.plot(asgi_results, http_results, args.plot)
     print(f"plot written to {args.plot}", file=sys.stderr)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import __main__ as bench_main
-from benchmarks import apps, asgi, http, instructions, report
+from benchmarks import apps, asgi, http, instructions, propagation, report
 from corsengine import providers
 
 
@@ -213,7 +213,23 @@ def test_the_command_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "### Targets" in out
     assert "### Event-loop stall while a large callable allowlist refreshes" in out
     assert "stalls the event loop at most 10 ms" in out
+    assert "### Propagation of a change to every worker" in out
+    if propagation.REDIS_SERVER is not None:
+        assert "Redis propagation p99 < 250 ms on loopback" in out
     assert plot.exists()
+
+
+def test_propagation_figures_and_verdict() -> None:
+    results = [
+        propagation.PropagationResult("Redis (pub/sub)", 2, 2, [0.001, 0.002, 0.003, 0.3]),
+        propagation.PropagationResult("file", 2, 2, [0.05, 0.06, 0.07, 0.08]),
+    ]
+    assert results[0].p50_ms == pytest.approx(2.5)
+    assert results[0].p99_ms == pytest.approx(300.0) and results[0].max_ms == pytest.approx(300.0)
+    assert "| Redis (pub/sub) | 2 x 2 | 2.5 ms | 300.0 ms | 300.0 ms |" in propagation.table(results)
+    assert propagation.verdict_line(results).startswith("- **MISSED**: Redis propagation p99 < 250 ms")
+    results[0] = propagation.PropagationResult("Redis (pub/sub)", 2, 2, [0.001, 0.002])
+    assert propagation.verdict_line(results).startswith("- **MET**")
 
 
 def test_cpu_time_of_a_process_is_read_precisely() -> None:
