@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json as json_module
 import re
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,16 +99,9 @@ def _safelisted(name: str, value: str) -> bool:
 
 def unsafe_header_names(headers: Mapping[str, str]) -> list[str]:
     """Fetch: CORS-unsafe request-header names: sorted, lower case, what a preflight asks for."""
-    unsafe: set[str] = set()
-    safelisted_size = 0
-    for name, value in headers.items():
-        lowered = name.lower()
-        if _safelisted(lowered, value):
-            safelisted_size += len(value)
-        else:
-            unsafe.add(lowered)
-    if safelisted_size > 1024:  # Fetch: past 1 KiB, the safelisted ones count as unsafe too
-        unsafe.update(name.lower() for name in headers)
+    # Fetch also counts the safelisted values past 1 KiB as unsafe; one value per name, each
+    # at most 128 bytes, never gets there.
+    unsafe = {name.lower() for name, value in headers.items() if not _safelisted(name.lower(), value)}
     return sorted(unsafe)
 
 
@@ -122,7 +116,8 @@ def _header_list(value: str | None) -> list[str] | None:
 class Exchange:
     """One request the browser sent and the response it got, as they crossed the wire.
 
-    ``headers`` are the response headers in order, names as the app wrote them. ``raised``
+    ``headers`` are the response headers in order, names as the app wrote them; ``body`` is
+    what the script reads (a gzip or deflate Content-Encoding decoded). ``raised``
     is the exception the app let escape, if any: when it raised before starting a response,
     this is the bare 500 a server (uvicorn) sends instead, without CORS headers.
 
@@ -350,16 +345,28 @@ async def _call(app: ASGIApp, scope: Scope, body: bytes) -> Exchange:
             scope["method"], scope["path"], request_headers, 500, server_headers, server_body, raised
         )
     headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in start.get("headers", ()))
+    body = _decoded(b"".join(chunks), headers) if finished else b"".join(chunks)
     return Exchange(
         scope["method"],
         scope["path"],
         request_headers,
         start["status"],
         headers,
-        b"".join(chunks),
+        body,
         raised,
         finished,
     )
+
+
+def _decoded(body: bytes, headers: tuple[tuple[str, str], ...]) -> bytes:
+    """The body as the script reads it: Content-Encoding gzip or deflate undone."""
+    encodings = [value.strip().lower() for name, value in headers if name.lower() == "content-encoding"]
+    encoding = encodings[0] if encodings else ""
+    if encoding == "gzip":
+        return zlib.decompress(body, wbits=31)
+    if encoding == "deflate":
+        return zlib.decompress(body)
+    return body
 
 
 def _policies(app: object) -> list[Policy]:
@@ -461,7 +468,9 @@ async def fetch(
             why = _explain(f"refused: {failed}", preflight, decision)
             return FetchResult(False, why, origin, credentials, preflight, None, decision)
 
-    sent = [("Accept", "*/*"), *script_headers.items(), ("Origin", origin)]
+    # Like a browser: it asks for compressed responses and decodes them before the script reads.
+    sent = [("Accept", "*/*"), ("Accept-Encoding", "gzip, deflate"), *script_headers.items()]
+    sent.append(("Origin", origin))
     if credentials and cookies:
         sent.append(("Cookie", "; ".join(f"{name}={value}" for name, value in cookies.items())))
     if payload:
