@@ -460,11 +460,12 @@ async def fetch(
         asked = [("Accept", "*/*"), ("Origin", origin), ("Access-Control-Request-Method", method)]
         if unsafe:
             asked.append(("Access-Control-Request-Headers", ",".join(unsafe)))
-        preflight = await _call(app, _scope(url, base_url, "OPTIONS", asked), b"")
+        scope = _scope(url, base_url, "OPTIONS", asked)
+        preflight = await _call(app, scope, b"")
         policies = policies or _policies(app)
         failed = _preflight_check(preflight, origin, credentials, method, unsafe)
         if failed is not None:
-            decision = await _decision(policies, origin, method, unsafe, True)
+            decision = await _decision(policies, origin, method, unsafe, True, scope)
             why = _explain(f"refused: {failed}", preflight, decision)
             return FetchResult(False, why, origin, credentials, preflight, None, decision)
 
@@ -475,9 +476,10 @@ async def fetch(
         sent.append(("Cookie", "; ".join(f"{name}={value}" for name, value in cookies.items())))
     if payload:
         sent.append(("Content-Length", str(len(payload))))
-    response = await _call(app, _scope(url, base_url, method, sent), payload)
+    scope = _scope(url, base_url, method, sent)
+    response = await _call(app, scope, payload)
     policies = policies or _policies(app)
-    decision = await _decision(policies, origin, method, unsafe, False)
+    decision = await _decision(policies, origin, method, unsafe, False, scope)
     failed = _cors_check(response, origin, credentials)
     if failed is not None:
         why = _explain(f"refused: the response ({response.status}) {failed}", response, decision)
@@ -496,12 +498,16 @@ async def fetch(
 
 
 async def _decision(
-    policies: list[Policy], origin: str, method: str, unsafe: list[str], preflight: bool
+    policies: list[Policy], origin: str, method: str, unsafe: list[str], preflight: bool, scope: Scope
 ) -> Decision | None:
-    """The outermost corsengine policy's decision for the request, if the app has one."""
+    """The outermost corsengine policy's decision for the request, if the app has one.
+
+    Asked again after the request, for its reason: the middleware keeps none (it builds no
+    reason strings on the request path).
+    """
     if not policies:
         return None
-    return await policies[0].aevaluate(origin, method, unsafe or None, preflight=preflight)
+    return await policies[0].aevaluate(origin, method, unsafe or None, preflight=preflight, scope=scope)
 
 
 def _explain(summary: str, exchange: Exchange, decision: Decision | None) -> str:

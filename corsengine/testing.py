@@ -157,8 +157,10 @@ class Browser:
     The `FetchResult` says whether the script can read the response (``allowed``), which
     headers it can read (``can_read()``, ``header()``), and why (``why``, with the
     decision of the app's corsengine policy when its stack contains a corsengine middleware).
-    Like Starlette's ``TestClient`` outside a ``with`` block, it does not run the app's
-    lifespan. Each call is independent: no cookie jar, no preflight cache.
+    To explain, it asks the corsengine policy once more after the request (a predicate whose
+    answers are not cached is called again). Like Starlette's ``TestClient`` outside a
+    ``with`` block, it does not run the app's lifespan. Each call is independent: no cookie
+    jar, no preflight cache, no redirects followed.
 
     Examples:
         >>> from fastapi import FastAPI

@@ -267,3 +267,48 @@ def test_without_corsengine_the_explanation_says_which_header() -> None:
         "refused: the response (200) has no Access-Control-Allow-Origin header\n"
         "no corsengine middleware was found in the app's stack"
     )
+
+
+def test_a_request_aware_policy_explains_with_the_request() -> None:
+    from corsengine import Policy
+    from corsengine.providers import PredicateProvider
+
+    def tenant_site(origin: str, scope: Any) -> bool:
+        # The tenant's API host decides which site may call it.
+        host = dict(scope["headers"])[b"host"].decode()
+        return origin == "https://" + host.removeprefix("api.")
+
+    app = api()
+    policy = Policy(PredicateProvider(tenant_site), allow_headers=["X-Token"], allow_methods=["GET", "PUT"])
+    app.add_middleware(CORSMiddleware, policy=policy)
+    put = {"method": "PUT", "headers": {"X-Token": "1"}}
+    allowed = Browser(app, base_url="https://api.acme.example").fetch(
+        "/items", origin="https://acme.example", **put
+    )
+    assert allowed.allowed, allowed.why
+    assert allowed.decision is not None and allowed.decision.allowed
+    refused = Browser(app, base_url="https://api.other.example").fetch(
+        "/items", origin="https://acme.example", **put
+    )
+    assert not refused.allowed
+    assert (
+        "corsengine's policy: preflight refused: origin 'https://acme.example' matches no rule" in refused.why
+    )
+
+
+def test_a_predicate_reading_a_custom_header_refuses_preflights() -> None:
+    # A browser never sends the script's headers on a preflight: a predicate that needs one
+    # refuses every preflighted request. The emulation shows it as Chromium would.
+    from corsengine import Policy
+    from corsengine.providers import PredicateProvider
+
+    def tenant_site(origin: str, scope: Any) -> bool:
+        return (b"x-tenant", b"acme") in scope["headers"]
+
+    app = api()
+    app.add_middleware(
+        CORSMiddleware, policy=Policy(PredicateProvider(tenant_site), allow_headers=["X-Tenant"])
+    )
+    result = Browser(app).fetch("/items", origin="https://acme.example", headers={"X-Tenant": "acme"})
+    assert not result.allowed
+    assert result.preflight is not None and result.preflight.status == 400
