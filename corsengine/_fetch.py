@@ -318,11 +318,14 @@ async def _call(app: ASGIApp, scope: Scope, body: bytes) -> Exchange:
     chunks: list[bytes] = []
     finished = False
 
+    done = anyio.Event()
+
     async def receive() -> Message:
         if messages:
             return messages.pop()
-        await anyio.sleep_forever()  # a server sends http.disconnect only when the client leaves
-        raise AssertionError("unreachable")  # pragma: no cover
+        # Like uvicorn: http.disconnect once the response is complete, never before.
+        await done.wait()
+        return {"type": "http.disconnect"}
 
     async def send(message: Message) -> None:
         nonlocal start, finished
@@ -331,6 +334,8 @@ async def _call(app: ASGIApp, scope: Scope, body: bytes) -> Exchange:
         elif message["type"] == "http.response.body":
             chunks.append(message.get("body", b""))
             finished = not message.get("more_body", False)
+            if finished:
+                done.set()
 
     raised: BaseException | None = None
     try:
@@ -512,24 +517,34 @@ async def _decision(
 
 def _explain(summary: str, exchange: Exchange, decision: Decision | None) -> str:
     lines = [summary]
+    bare_500 = exchange.headers is _SERVER_500[0]
     if exchange.raised is not None:
         error = f"{type(exchange.raised).__name__}({str(exchange.raised)!r})"
-        if exchange.headers is _SERVER_500[0]:
+        if bare_500:
             lines.append(
                 f"the app raised {error} before starting a response, so the server answered a bare 500 "
                 "without CORS headers"
             )
+        elif exchange.complete:
+            lines.append(
+                f"the app raised {error} after an error handler answered (re-raised for the server to log)"
+            )
         else:
-            lines.append(f"the app raised {error} (after sending this response)")
+            lines.append(f"the app raised {error} in the middle of the body")
     refused = summary.startswith("refused")
     if decision is not None:
         lines.append(f"corsengine's policy: {decision.reason}")
         if refused and decision.allowed:
+            if exchange.raised is not None and not bare_500:
+                layer = "an error handler outside corsengine's middleware (Starlette's ServerErrorMiddleware)"
+            else:
+                layer = (
+                    "a layer outside corsengine's middleware (an auth middleware added after CORSMiddleware, "
+                    "an error handler) or a second CORS layer"
+                )
             lines.append(
-                "the policy allows it, so another layer of the app answered or changed the response: one "
-                "outside corsengine's middleware (Starlette's ServerErrorMiddleware for an unhandled "
-                "exception, an auth middleware added after CORSMiddleware) or a second CORS layer; see "
-                "'CORS headers on error responses' in docs/production.md"
+                f"the policy allows it, so {layer} answered or changed this response; "
+                "see 'CORS headers on error responses' in docs/production.md"
             )
     elif refused:
         lines.append("no corsengine middleware was found in the app's stack")

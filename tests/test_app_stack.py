@@ -255,7 +255,8 @@ def test_a_refusal_names_the_policy_when_the_policy_allowed() -> None:
     result = Row(plain, path="/boom").fetch()
     assert result.decision is not None and result.decision.allowed
     assert result.response is not None and isinstance(result.response.raised, RuntimeError)
-    assert "the policy allows it, so another layer of the app answered" in result.why
+    assert "the policy allows it, so an error handler outside corsengine's middleware" in result.why
+    assert "the app raised RuntimeError('database is down') after an error handler answered" in result.why
 
 
 def test_without_corsengine_the_explanation_says_which_header() -> None:
@@ -312,3 +313,8 @@ def test_a_predicate_reading_a_custom_header_refuses_preflights() -> None:
     result = Browser(app).fetch("/items", origin="https://acme.example", headers={"X-Tenant": "acme"})
     assert not result.allowed
     assert result.preflight is not None and result.preflight.status == 400
+
+
+def test_an_outer_auth_middleware_is_named_in_the_explanation() -> None:
+    result = Row(auth_outside, token=False).fetch()
+    assert "so a layer outside corsengine's middleware (an auth middleware added after" in result.why
