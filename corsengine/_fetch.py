@@ -9,18 +9,22 @@ back. Section names in comments are the Fetch standard's (https://fetch.spec.wha
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json as json_module
 import re
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import anyio
 
 from ._origin import parse_origin, quote
-from ._policy import Decision, Policy
+from ._policy import Decision
+
+if TYPE_CHECKING:
+    from ._middleware import CORSMiddleware
 from .types import ASGIApp, Message, Scope
 
 # Fetch: CORS-safelisted method.
@@ -363,6 +367,11 @@ async def _call(app: ASGIApp, scope: Scope, body: bytes) -> Exchange:
     )
 
 
+def _copy(scope: Scope) -> Scope:
+    """A scope for the app to edit (routers do), leaving ours as the server received it."""
+    return {**scope, "headers": list(scope["headers"]), "state": {}, "extensions": {}}
+
+
 def _decoded(body: bytes, headers: tuple[tuple[str, str], ...]) -> bytes:
     """The body as the script reads it: Content-Encoding gzip or deflate undone."""
     encodings = [value.strip().lower() for name, value in headers if name.lower() == "content-encoding"]
@@ -374,24 +383,45 @@ def _decoded(body: bytes, headers: tuple[tuple[str, str], ...]) -> bytes:
     return body
 
 
-def _policies(app: object) -> list[Policy]:
-    """The policies of the corsengine middlewares in the app's stack, outermost first.
+def _corsengine_layers(app: object, scope: Scope) -> list[CORSMiddleware]:
+    """The corsengine middlewares a request for ``scope`` passes through, outermost first.
 
-    Follows ``.app`` (every Starlette-style middleware) and ``.middleware_stack`` (a built
-    Starlette or FastAPI application).
+    Follows what ASGI stacks have in common: ``.app`` (every Starlette-style middleware),
+    ``.middleware_stack`` (a built Starlette or FastAPI application) and, in a router,
+    the first of its ``routes`` that ``matches()`` the request fully (a mounted sub-app).
     """
     from ._middleware import CORSMiddleware
 
-    found: list[Policy] = []
+    found: list[CORSMiddleware] = []
     seen: set[int] = set()
+    scope = dict(scope)
     layer: object = app
-    while layer is not None and id(layer) not in seen and len(seen) < 100:
+    while layer is not None and id(layer) not in seen and len(seen) < 200:
         seen.add(id(layer))
         if isinstance(layer, CORSMiddleware):
-            found.append(layer.policy)
+            found.append(layer)
         inner = getattr(layer, "middleware_stack", None)
-        layer = inner if inner is not None else getattr(layer, "app", None)
+        if inner is None or inspect.ismethod(inner):
+            inner = getattr(layer, "app", None)
+        if inner is None or inspect.ismethod(inner):
+            inner = _matching_route(getattr(layer, "routes", None), scope)
+        layer = inner
     return found
+
+
+def _matching_route(routes: object, scope: Scope) -> object:
+    """What a Starlette-style router hands the request to: the first route matching fully."""
+    if not isinstance(routes, list):
+        return None
+    for route in routes:
+        matches = getattr(route, "matches", None)
+        if matches is None:
+            continue
+        match, child_scope = matches(scope)
+        if getattr(match, "name", None) == "FULL":
+            scope.update(child_scope)
+            return getattr(route, "app", None)
+    return None
 
 
 def _scope(url: str, base: str, method: str, headers: list[tuple[str, str]]) -> Scope:
@@ -457,7 +487,6 @@ async def fetch(
         payload = body
 
     unsafe = unsafe_header_names(script_headers)
-    policies = _policies(app)
     preflight: Exchange | None = None
     # Fetch: a preflight when the method is not safelisted or a header is not.
     if method not in _SAFELISTED_METHODS or unsafe:
@@ -466,11 +495,10 @@ async def fetch(
         if unsafe:
             asked.append(("Access-Control-Request-Headers", ",".join(unsafe)))
         scope = _scope(url, base_url, "OPTIONS", asked)
-        preflight = await _call(app, scope, b"")
-        policies = policies or _policies(app)
+        preflight = await _call(app, _copy(scope), b"")
         failed = _preflight_check(preflight, origin, credentials, method, unsafe)
         if failed is not None:
-            decision = await _decision(policies, origin, method, unsafe, True, scope)
+            decision = await _decision(app, origin, method, unsafe, True, scope)
             why = _explain(f"refused: {failed}", preflight, decision)
             return FetchResult(False, why, origin, credentials, preflight, None, decision)
 
@@ -482,9 +510,8 @@ async def fetch(
     if payload:
         sent.append(("Content-Length", str(len(payload))))
     scope = _scope(url, base_url, method, sent)
-    response = await _call(app, scope, payload)
-    policies = policies or _policies(app)
-    decision = await _decision(policies, origin, method, unsafe, False, scope)
+    response = await _call(app, _copy(scope), payload)
+    decision = await _decision(app, origin, method, unsafe, False, scope)
     failed = _cors_check(response, origin, credentials)
     if failed is not None:
         why = _explain(f"refused: the response ({response.status}) {failed}", response, decision)
@@ -503,16 +530,20 @@ async def fetch(
 
 
 async def _decision(
-    policies: list[Policy], origin: str, method: str, unsafe: list[str], preflight: bool, scope: Scope
+    app: object, origin: str, method: str, unsafe: list[str], preflight: bool, scope: Scope
 ) -> Decision | None:
-    """The outermost corsengine policy's decision for the request, if the app has one.
+    """The decision of the corsengine policy that decided the request, if the app has one.
 
-    Asked again after the request, for its reason: the middleware keeps none (it builds no
-    reason strings on the request path).
+    The outermost corsengine middleware answers a preflight; the innermost one the request
+    reaches decides an actual response (an outer one leaves it alone). Its policy is asked
+    again after the request, for the reason: the middleware builds no reason strings.
     """
-    if not policies:
+    layers = _corsengine_layers(app, scope)
+    if not layers:
         return None
-    return await policies[0].aevaluate(origin, method, unsafe or None, preflight=preflight, scope=scope)
+    layer = layers[0] if preflight else layers[-1]
+    policy = layer.policy_for(scope["path"])
+    return await policy.aevaluate(origin, method, unsafe or None, preflight=preflight, scope=scope)
 
 
 def _explain(summary: str, exchange: Exchange, decision: Decision | None) -> str:

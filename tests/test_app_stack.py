@@ -318,3 +318,42 @@ def test_a_predicate_reading_a_custom_header_refuses_preflights() -> None:
 def test_an_outer_auth_middleware_is_named_in_the_explanation() -> None:
     result = Row(auth_outside, token=False).fetch()
     assert "so a layer outside corsengine's middleware (an auth middleware added after" in result.why
+
+
+def test_the_route_policy_explains_a_routed_request() -> None:
+    from corsengine import Policy
+
+    app = api()
+    partners = Policy(["https://partner.example"], allow_methods=["GET", "PUT"], allow_headers=["X-Token"])
+    app.add_middleware(CORSMiddleware, policy=Policy([SPA]), routes={"/items": partners})
+    browser = Browser(app)
+    partner = browser.fetch(
+        "/items", origin="https://partner.example", method="PUT", headers={"X-Token": "secret"}
+    )
+    assert partner.allowed, partner.why
+    assert partner.decision is not None and partner.decision.rule == "https://partner.example"
+    spa = browser.fetch("/items", origin=SPA)
+    assert not spa.allowed
+    assert "corsengine's policy: origin 'https://spa.example' matches no rule" in spa.why
+
+
+def test_a_mounted_sub_apps_own_middleware_explains_its_responses() -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Mount, Route
+
+    from corsengine import Policy
+
+    partner_api = Starlette(routes=[Route("/orders", lambda request: PlainTextResponse("orders"))])
+    partner_policy = Policy(["https://partner.example"])
+    outer = Starlette(
+        routes=[
+            Route("/", lambda request: PlainTextResponse("home")),
+            Mount("/partners", app=CORSMiddleware(partner_api, policy=partner_policy)),
+        ]
+    )
+    app = CORSMiddleware(outer, policy=Policy([SPA]))
+    result = Browser(app).fetch("/partners/orders", origin="https://partner.example")
+    assert result.allowed, result.why
+    assert "matches an exact entry" in result.why
+    home = Browser(app).fetch("/", origin="https://partner.example")
+    assert not home.allowed and "matches no rule" in home.why
