@@ -357,3 +357,16 @@ def test_a_mounted_sub_apps_own_middleware_explains_its_responses() -> None:
     assert "matches an exact entry" in result.why
     home = Browser(app).fetch("/", origin="https://partner.example")
     assert not home.allowed and "matches no rule" in home.why
+
+
+def test_a_shadow_policy_is_asked_once_per_request() -> None:
+    from corsengine import Policy
+
+    candidate = Policy(["https://new.example"])
+    policy = Policy([SPA], shadow=candidate)
+    app = api()
+    app.add_middleware(CORSMiddleware, policy=policy)
+    result = Browser(app).fetch("/items", origin=SPA)
+    assert result.allowed, result.why
+    # The explanation asks the enforced policy again, never its shadow: one disagreement.
+    assert policy.shadow_report.counts["would refuse"] == 1
