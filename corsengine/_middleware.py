@@ -410,6 +410,10 @@ class CORSMiddleware:
                     policy.attach(None)
                 task_group.cancel_scope.cancel()
 
+    def policy_for(self, path: str) -> Policy:
+        """The policy that decides requests for ``path``: the longest ``routes=`` prefix, else ``policy``."""
+        return self._route(path) if self.routes else self.policy
+
     def _route(self, path: str) -> Policy:
         """The policy of the longest route prefix that ``path`` is under (whole segments)."""
         routes = self.routes
