@@ -549,7 +549,7 @@ class Policy:
         state = self._resolver.state
         if any(asker.name == rule for asker in state.predicates):
             return "predicate"
-        if any(regex.pattern == rule for regex in state.rules.regexes):
+        if rule.startswith("regex "):  # how Rules.match names a regex's match
             return "regex"
         return "pattern"
 
