@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -301,3 +303,13 @@ def test_the_vocabularies_are_the_documented_ones() -> None:
         "private-network",
     }
     assert RULE_KINDS == ("exact", "pattern", "regex", "star", "null", "predicate")
+
+
+def test_the_docs_table_of_reason_codes_is_the_registry() -> None:
+    page = (Path(__file__).parents[1] / "docs" / "production.md").read_text()
+    table = page.split("| reason | meaning |", 1)[1].split("\n\n", 1)[0]
+    rows = re.findall(r"^\| `([a-z-]+)` \| (.+) \|$", table, re.M)
+    assert [code for code, _ in rows] == list(REASONS)
+    for code, meaning in rows:
+        plain = re.sub("[`']", "", meaning)
+        assert plain == re.sub("[`']", "", REASONS[code]), code
