@@ -52,7 +52,9 @@ FAILURE_REASONS: Final[dict[str, Reason]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass costs four times as much to build (one object.__setattr__ a
+# field), and one is built per request while anyone listens. Read-only by contract.
+@dataclass(slots=True)
 class DecisionEvent:
     """One CORS decision the middleware made, for `Policy.on_decision` listeners.
 
@@ -64,7 +66,8 @@ class DecisionEvent:
     and ``rule`` its text. ``route`` is the ``routes=`` prefix whose policy decided (None: the
     middleware's own ``policy=``). ``origin`` is the header as sent: quote it before logging it.
     ``method`` is the request's method (for a preflight, the one it asks for). ``scope`` is
-    the request's ASGI scope, to correlate the event with your own request ids.
+    the request's ASGI scope, to correlate the event with your own request ids. Every
+    listener gets the same event: treat it as read-only.
 
     Examples:
         >>> import anyio

@@ -558,7 +558,12 @@ class Policy:
             return "credentials-star"
         if rule == "null":
             return "credentials-null"
-        if origin != "null" and (len(origin) > MAX_ORIGIN_LENGTH or parse_origin(origin) is None):
+        # What the rules said is memoized: None for a well-formed origin they do not match.
+        verdict = self._resolver.state.memo.get(origin, _MISSING)
+        if verdict is MALFORMED:
+            return "malformed-origin"
+        unknown = verdict is _MISSING and origin != "null"
+        if unknown and (len(origin) > MAX_ORIGIN_LENGTH or parse_origin(origin) is None):
             return "malformed-origin"
         if self._resolver.source_failing(origin, scope):
             return "source-failing"

@@ -613,10 +613,9 @@ class Resolver:
     def source_failing(self, origin: str, scope: Scope | None) -> bool:
         """Whether a failing source may be why ``origin`` matched nothing: a source that has
         no list in force, or a predicate whose last call for this origin failed."""
-        now = self.clock()
         state = self.state
         for slot in state.slots:
-            if slot.error is not None and not self._in_force(slot, now):
+            if slot.error is not None and not self._in_force(slot, self.clock()):
                 return True
         for asker in state.predicates:
             try:
