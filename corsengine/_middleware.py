@@ -272,10 +272,15 @@ class CORSMiddleware:
             return
         else:
             answer = policy.actual_response(origin, scope)
-            decided: str | Pending | None = PENDING  # the rule, when it took I/O to find
             if isinstance(answer, Pending):
-                decided = await policy.resolve(origin.decode("latin-1"), scope)
-                answer = policy.actual_headers(origin, decided) or []
+                text = origin.decode("latin-1")
+                rule = await policy.resolve(text, scope)
+                answer = policy.actual_headers(origin, rule) or []
+                if policy.decision_listeners or (not answer and logger.isEnabledFor(logging.INFO)):
+                    self._tell(policy, text, bool(answer), scope, rule=rule)  # not asked twice
+            # With no listener and no refusal to log, this is one attribute check more.
+            elif policy.decision_listeners or (not answer and logger.isEnabledFor(logging.INFO)):
+                self._tell(policy, origin.decode("latin-1"), bool(answer), scope, rule=PENDING)
             cors = answer
             shadow = policy.shadow
             if shadow is not None:
@@ -283,9 +288,6 @@ class CORSMiddleware:
                 would = shadow.actual_response(origin, scope)
                 if isinstance(would, Pending) or bool(would) != bool(cors):
                     await policy.observe(origin, bool(cors), scope)
-            # With no listener and a refusal not logged, this is one attribute check.
-            if policy.decision_listeners or (not cors and logger.isEnabledFor(logging.INFO)):
-                self._tell(policy, origin.decode("latin-1"), bool(cors), scope, rule=decided)
             extra = policy.vary
             if extra:
                 vary = (_VARY, b", ".join([_ORIGIN_TOKEN, *(name.encode("latin-1") for name in extra)]))
