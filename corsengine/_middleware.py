@@ -139,6 +139,8 @@ class CORSMiddleware:
     WebSocket handshakes from origins the policy does not allow (cross-site WebSocket
     hijacking), before the app accepts them. ``routes={"/partners/": partner_policy}`` gives
     path prefixes their own policy (the longest prefix wins; preflights are routed alike).
+    Each CORS decision goes to the deciding policy's `Policy.on_decision` listeners, and each
+    refusal is logged at INFO with its reason, at a bounded rate.
 
     Examples:
         >>> import anyio
