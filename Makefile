@@ -1,11 +1,14 @@
 # The README's commands live here. Both work on a fresh clone of a bare Debian machine:
-# Python packages go into .venv, Debian packages (chromium, redis-server, wrk) come from
-# apt-get only when missing.
+# Python packages go into .venv, Debian packages (chromium, firefox-esr, webkit2gtk-driver, xvfb,
+# redis-server, wrk) come from apt-get only when missing.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBIAN_PACKAGES := chromium:chromium redis-server:redis-server wrk:wrk
+# The browser suite's three engines: WebKitWebDriver drives WebKitGTK's MiniBrowser (in
+# libwebkit2gtk, a dependency of webkit2gtk-driver) on an Xvfb display.
+DEBIAN_PACKAGES := chromium:chromium firefox-esr:firefox-esr WebKitWebDriver:webkit2gtk-driver \
+	Xvfb:xvfb redis-server:redis-server wrk:wrk
 HOST ?= 127.0.0.1
 PORT ?= 8000
 DOCS_PORT ?= 8001

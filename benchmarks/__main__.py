@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import asgi, http, report, stall
+from benchmarks import asgi, http, instructions, propagation, report, stall
 
 ROOT = Path(__file__).resolve().parent.parent
 PLOT = ROOT / "docs" / "benchmarks.png"
@@ -28,7 +28,10 @@ def render(
     asgi_results: asgi.AsgiResults,
     http_results: list[http.HttpResults],
     stall_results: list[stall.StallResult] | None = None,
+    instruction_results: instructions.InstructionResults | None = None,
+    propagation_results: list[propagation.PropagationResult] | str | None = None,
 ) -> str:
+    """The report; ``propagation_results`` is a reason when the run was skipped."""
     verdicts = report.asgi_verdicts(asgi_results)
     parts = [
         f"Measured with `make bench` ({_machine()}).",
@@ -57,6 +60,16 @@ def render(
             report.http_table(results),
             "",
         ]
+    if instruction_results is not None:
+        verdicts += report.instruction_verdicts(instruction_results)
+        counted = instruction_results.settings
+        parts += [
+            f"### Instructions per request behind {instruction_results.server} (callgrind, "
+            f"{counted.requests:,} requests counted after {counted.warmup:,} warm-up requests)",
+            "",
+            instructions.table(instruction_results),
+            "",
+        ]
     if stall_results:
         parts += [
             "### Event-loop stall while a large callable allowlist refreshes",
@@ -64,9 +77,21 @@ def render(
             stall.table(stall_results),
             "",
         ]
+    if isinstance(propagation_results, str):
+        parts += ["### Propagation of a change to every worker", "", propagation_results, ""]
+    elif propagation_results:
+        parts += [
+            "### Propagation of a change to every worker "
+            "(from the change call's return to the change in force in each worker)",
+            "",
+            propagation.table(propagation_results),
+            "",
+        ]
     parts += ["### Targets", "", *(verdict.line() for verdict in verdicts)]
     if stall_results:
         parts.append(stall.verdict_line(stall_results))
+    if propagation_results and not isinstance(propagation_results, str):
+        parts.append(propagation.verdict_line(propagation_results))
     return "\n".join(parts) + "\n"
 
 
@@ -83,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="few iterations: checks the harness runs")
     parser.add_argument("--no-http", action="store_true", help="skip the uvicorn + wrk benchmark")
+    parser.add_argument("--no-count", action="store_true", help="skip the instruction count (valgrind)")
+    parser.add_argument(
+        "--no-propagation", action="store_true", help="skip the fleet propagation benchmark (Redis, file)"
+    )
     parser.add_argument("--update-docs", action="store_true", help=f"write the results into {DOC.name}")
     parser.add_argument("--plot", type=Path, default=PLOT, help="where to save the plot (PNG)")
     args = parser.parse_args(argv)
@@ -92,14 +121,25 @@ def main(argv: list[str] | None = None) -> int:
     asgi_results = asgi.run(asgi.QUICK if args.quick else asgi.Settings())
     print("event-loop stall benchmark...", file=sys.stderr)
     stall_results = stall.run(stall.QUICK_SIZES if args.quick else stall.SIZES)
+    propagation_results: list[propagation.PropagationResult] | str | None = None
+    if not args.no_propagation:
+        print("propagation benchmark (redis-server, uvicorn fleets)...", file=sys.stderr)
+        try:
+            propagation_results = propagation.run(quick=args.quick)
+        except propagation.FleetError as error:
+            propagation_results = f"Skipped: {error}."
     http_results: list[http.HttpResults] = []
     if not args.no_http:
         print("uvicorn + wrk benchmark...", file=sys.stderr)
         http_results = http.run(
             http.Settings(rounds=1, sessions=1, duration_s=1) if args.quick else http.Settings()
         )
+    instruction_results = None
+    if not args.no_count:
+        print("instruction count under valgrind...", file=sys.stderr)
+        instruction_results = instructions.run(instructions.QUICK if args.quick else instructions.Settings())
 
-    text = render(asgi_results, http_results, stall_results)
+    text = render(asgi_results, http_results, stall_results, instruction_results, propagation_results)
     print(text)
     report.plot(asgi_results, http_results, args.plot)
     print(f"plot written to {args.plot}", file=sys.stderr)

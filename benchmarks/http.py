@@ -25,21 +25,31 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.apps import HTTP_ORIGINS, make_origins
+from benchmarks.apps import HTTP_ORIGINS, browser_headers, make_origins
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = {
     "bare": "benchmarks.apps:http_bare",
     "headers only": "benchmarks.apps:http_headers_only",
-    "minimal middleware": "benchmarks.apps:http_minimal_middleware",
+    "floor": "benchmarks.apps:http_floor",
     "starlette": "benchmarks.apps:http_starlette",
     "corsengine": "benchmarks.apps:http_corsengine",
 }
+# Served by the instruction count only (benchmarks.instructions): the same middlewares around an
+# app that sets its own Vary.
+VARY_TARGETS = {
+    "bare, app sets Vary": "benchmarks.apps:http_bare_vary",
+    "floor, app sets Vary": "benchmarks.apps:http_floor_vary",
+    "corsengine, app sets Vary": "benchmarks.apps:http_corsengine_vary",
+}
+FLOOR = "floor"
+PATH = "/items"
 # uvicorn's two HTTP stacks: the pure-Python one it always has, and the one `uvicorn[standard]`
 # installs (what FastAPI's own `fastapi[standard]` deploys). Each is measured when importable.
 SERVERS = {
@@ -70,9 +80,9 @@ class HttpResults:
     def median(self, target: str) -> float:
         return statistics.median(self.samples[target])
 
-    def ratio(self, target: str) -> float:
-        """Median over rounds of target / bare, both measured in the same seconds."""
-        pairs = zip(self.samples[target], self.samples["bare"], strict=True)
+    def ratio(self, target: str, base: str = "bare") -> float:
+        """Median over rounds of target / base, both measured in the same seconds."""
+        pairs = zip(self.samples[target], self.samples[base], strict=True)
         return statistics.median(t / b for t, b in pairs)
 
     def cpu_per_request(self, target: str) -> float | None:
@@ -173,17 +183,32 @@ def parse_requests(output: str) -> int:
     return int(match.group(1))
 
 
-def _wrk_command(port: int, settings: Settings, cores: set[int] | None) -> list[str]:
-    # An allowed cross-origin GET: the request a browser app sends most.
-    origin = make_origins(HTTP_ORIGINS)[-1]
+def request_headers() -> list[tuple[str, str]]:
+    """An allowed credentialed cross-origin GET, with every header Chromium sends: the request
+    a browser app sends most, and what every server-side benchmark loads the servers with."""
+    return browser_headers(make_origins(HTTP_ORIGINS)[-1])
+
+
+def wrk_script() -> str:
+    """A wrk Lua script sending :func:`request_headers` byte for byte, in Chromium's order
+    (``-H`` flags go through a Lua table, which loses the order)."""
+    lines = [f"GET {PATH} HTTP/1.1", *(f"{name}: {value}" for name, value in request_headers())]
+    raw = "".join(f"{line}\r\n" for line in lines) + "\r\n"
+    literal = raw.replace("\\", "\\\\").replace('"', '\\"').replace("\r", "\\r").replace("\n", "\\n")
+    return f'local req = "{literal}"\nrequest = function() return req end\n'
+
+
+def _wrk_command(port: int, settings: Settings, cores: set[int] | None, script: Path) -> list[str]:
     command = [*_pinned(cores), "wrk", "-t1", f"-c{settings.connections}", f"-d{settings.duration_s}s"]
-    return [*command, "-H", f"Origin: {origin}", f"http://127.0.0.1:{port}/items"]
+    return [*command, "-s", str(script), f"http://127.0.0.1:{port}{PATH}"]
 
 
-def load_together(ports: dict[str, int], settings: Settings, cores: set[int] | None) -> dict[str, str]:
+def load_together(
+    ports: dict[str, int], settings: Settings, cores: set[int] | None, script: Path
+) -> dict[str, str]:
     """One wrk per target, all started at once; their outputs once all have finished."""
     runs = {
-        name: subprocess.Popen(_wrk_command(port, settings, cores), stdout=subprocess.PIPE, text=True)
+        name: subprocess.Popen(_wrk_command(port, settings, cores, script), stdout=subprocess.PIPE, text=True)
         for name, port in ports.items()
     }
     outputs = {}
@@ -227,6 +252,8 @@ def run_server(name: str, options: list[str], settings: Settings) -> HttpResults
 def _run_session(options: list[str], settings: Settings, results: HttpResults) -> None:
     server_cores, wrk_cores = _cores() or (None, None)
     with contextlib.ExitStack() as servers:
+        script = Path(servers.enter_context(tempfile.TemporaryDirectory())) / "request.lua"
+        script.write_text(wrk_script())
         started = {
             target: servers.enter_context(serve(factory, options, server_cores))
             for target, factory in TARGETS.items()
@@ -234,7 +261,7 @@ def _run_session(options: list[str], settings: Settings, results: HttpResults) -
         ports = {target: port for target, (port, _) in started.items()}
         for _ in range(settings.rounds):
             before = {target: _cpu_seconds(pid) for target, (_, pid) in started.items()}
-            outputs = load_together(ports, settings, wrk_cores)
+            outputs = load_together(ports, settings, wrk_cores, script)
             for target, (_, pid) in started.items():
                 results.samples[target].append(parse_wrk(outputs[target]))
                 cpu_before, cpu_after = before[target], _cpu_seconds(pid)

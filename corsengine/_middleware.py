@@ -24,9 +24,11 @@ _WANTED = frozenset((_ORIGIN, _REQUEST_METHOD, _REQUEST_HEADERS, b"access-contro
 _VARY = b"vary"
 _ORIGIN_TOKEN = b"Origin"
 _VARY_ORIGIN = (_VARY, _ORIGIN_TOKEN)
+_ONLY_VARY_ORIGIN = [_VARY_ORIGIN]  # what a response to a request without an Origin gets
 _CONTENT_TYPE = (b"content-type", b"text/plain; charset=utf-8")
 _PREFLIGHT_MEMO_SIZE = 1024
 _MAYBE_OURS = frozenset((b"a", b"A", b"v", b"V"))
+_MAYBE_OURS_CODES = frozenset(b"aAvV")  # the same first letters, as a name's first byte
 _DUPLICATE = b"\x00duplicate"  # never a valid origin, so it is refused like any malformed one
 # What Access-Control-Request-Headers reads as once its lines add up past the limit: still
 # over the limit, so the policy refuses it, and nothing more of the request is joined.
@@ -76,6 +78,37 @@ def _compile_routes(routes: Mapping[str, Policy] | None) -> dict[str, Policy]:
     return compiled
 
 
+def _read_preflight(
+    headers: Iterable[tuple[bytes, bytes]],
+) -> tuple[bytes | None, bytes | None, bytes | None, bool]:
+    """Origin, Access-Control-Request-Method, -Headers and -Private-Network of an OPTIONS."""
+    origin: bytes | None = None
+    request_method: bytes | None = None
+    request_headers: bytes | None = None
+    private_network = False
+    for name, value in headers:
+        if name not in _WANTED:  # most headers: one set lookup, nothing else
+            continue
+        if name == _ORIGIN:
+            # Two Origin headers are never sent by a browser: refuse, never pick one.
+            origin = value if origin is None else _DUPLICATE
+        elif name == _REQUEST_METHOD:
+            request_method = value
+        elif name == _REQUEST_HEADERS:
+            # Many lines are joined only up to the limit: past it, nothing more is read
+            # (joining 100,000 lines one by one would be quadratic).
+            if request_headers is None:
+                request_headers = value if len(value) <= MAX_REQUEST_HEADERS_LENGTH else _OVERSIZED
+            elif request_headers is not _OVERSIZED:
+                if len(request_headers) + len(value) < MAX_REQUEST_HEADERS_LENGTH:
+                    request_headers = request_headers + b"," + value
+                else:
+                    request_headers = _OVERSIZED
+        else:
+            private_network = True
+    return origin, request_method, request_headers, private_network
+
+
 def _encode(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
 
@@ -84,7 +117,7 @@ def _merge_vary(current: bytes | None, vary: tuple[bytes, bytes]) -> bytes:
     ours = vary[1]
     if current is None:
         return ours
-    if ours is _ORIGIN_TOKEN and b"origin" not in current.lower() and b"*" not in current:
+    if ours == _ORIGIN_TOKEN and b"origin" not in current.lower() and b"*" not in current:
         return current + b", Origin"  # the common case (Vary: Accept-Encoding), without a split
     present = {token.strip().lower() for token in current.split(b",")}
     if b"*" in present:
@@ -94,20 +127,22 @@ def _merge_vary(current: bytes | None, vary: tuple[bytes, bytes]) -> bytes:
 
 
 def _response_headers(
-    app_headers: Iterable[tuple[bytes, bytes]],
-    cors: list[tuple[bytes, bytes]],
-    vary: tuple[bytes, bytes] = _VARY_ORIGIN,
+    app_headers: Iterable[tuple[bytes, bytes]], ours: list[tuple[bytes, bytes]]
 ) -> list[Any]:
-    """The app's headers with ours: CORS headers replaced, Vary merged into one line."""
+    """The app's headers with ours (the CORS headers, Vary last): CORS headers replaced, Vary
+    merged into one line."""
     if type(app_headers) is not list:
         app_headers = list(app_headers)  # any iterable, read twice below
-    for header in app_headers:
-        # Only a name starting with "a" or "v" can be Vary or one of ours; most responses
-        # have none, and are copied whole after one cheap test per header.
-        if header[0][:1] in _MAYBE_OURS:
-            break
-    else:
-        return [*app_headers, *cors, vary]
+    try:
+        for name, _ in app_headers:
+            # Only a name starting with "a" or "v" can be Vary or one of ours; most responses
+            # have none, and are copied whole after one cheap test per header.
+            if name[0] in _MAYBE_OURS_CODES:
+                break
+        else:
+            return [*app_headers, *ours]
+    except IndexError:
+        pass  # an empty name: the careful path below keeps it as it is
     out: list[Any] = []
     app_vary: bytes | None = None
     for header in app_headers:
@@ -121,7 +156,8 @@ def _response_headers(
         # possibly contradicting value (Fetch fails on two Allow-Origin values).
         elif not name.startswith(b"access-control-allow-") and name != b"access-control-expose-headers":
             out.append(header)
-    out.extend(cors)
+    vary = ours[-1]
+    out.extend(ours[:-1])
     out.append((_VARY, _merge_vary(app_vary, vary)))
     return out
 
@@ -239,30 +275,18 @@ class CORSMiddleware:
         request_method: bytes | None = None
         request_headers: bytes | None = None
         private_network = False
-        for name, value in scope["headers"]:
-            if name not in _WANTED:  # most headers: one set lookup, nothing else
-                continue
-            if name == _ORIGIN:
-                # Two Origin headers are never sent by a browser: refuse, never pick one.
-                origin = value if origin is None else _DUPLICATE
-            elif name == _REQUEST_METHOD:
-                request_method = value
-            elif name == _REQUEST_HEADERS:
-                # Many lines are joined only up to the limit: past it, nothing more is read
-                # (joining 100,000 lines one by one would be quadratic).
-                if request_headers is None:
-                    request_headers = value if len(value) <= MAX_REQUEST_HEADERS_LENGTH else _OVERSIZED
-                elif request_headers is not _OVERSIZED:
-                    if len(request_headers) + len(value) < MAX_REQUEST_HEADERS_LENGTH:
-                        request_headers = request_headers + b"," + value
-                    else:
-                        request_headers = _OVERSIZED
-            else:
-                private_network = True
+        if scope["method"] != "OPTIONS":
+            # Not a preflight: only Origin matters. A comparison per header (bytes of another
+            # length differ at once), and all of them: a second Origin must be seen.
+            for name, value in scope["headers"]:
+                if name == _ORIGIN:
+                    # Two Origin headers are never sent by a browser: refuse, never pick one.
+                    origin = value if origin is None else _DUPLICATE
+        else:
+            origin, request_method, request_headers, private_network = _read_preflight(scope["headers"])
 
-        vary = _VARY_ORIGIN
         if origin is None:
-            cors: list[tuple[bytes, bytes]] = []
+            ours = _ONLY_VARY_ORIGIN
         elif request_method is not None and scope["method"] == "OPTIONS":
             text = origin.decode("latin-1")
             rule = policy.lookup(text, scope)
@@ -273,33 +297,33 @@ class CORSMiddleware:
             )
             return
         else:
-            answer = policy.actual_response(origin, scope)
-            if isinstance(answer, Pending):
+            answer = policy.actual_response(origin, scope)  # the CORS headers, Vary last
+            if answer is PENDING:
                 text = origin.decode("latin-1")
                 rule = await policy.resolve(text, scope)
-                answer = policy.actual_headers(origin, rule) or []
-                if policy.decision_listeners or (not answer and logger.isEnabledFor(logging.INFO)):
-                    self._tell(policy, text, bool(answer), scope, rule=rule)  # not asked twice
+                answer = policy.actual_response_for(origin, rule)
+                if policy.decision_listeners or (len(answer) == 1 and logger.isEnabledFor(logging.INFO)):
+                    self._tell(policy, text, len(answer) > 1, scope, rule=rule)  # not asked twice
             # With no listener and no refusal to log, this is one attribute check more.
-            elif policy.decision_listeners or (not answer and logger.isEnabledFor(logging.INFO)):
-                self._tell(policy, origin.decode("latin-1"), bool(answer), scope, rule=PENDING)
-            cors = answer
+            elif policy.decision_listeners or (
+                len(answer) == 1 and logger.isEnabledFor(logging.INFO)  # type: ignore[arg-type]
+            ):
+                allowed = len(answer) > 1  # type: ignore[arg-type]
+                self._tell(policy, origin.decode("latin-1"), allowed, scope, rule=PENDING)
+            ours = answer  # type: ignore[assignment]
             shadow = policy.shadow
             if shadow is not None:
                 # The shadow's own fast path first: agreeing costs a dict read, not a coroutine.
                 would = shadow.actual_response(origin, scope)
-                if isinstance(would, Pending) or bool(would) != bool(cors):
-                    await policy.observe(origin, bool(cors), scope)
-            extra = policy.vary
-            if extra:
-                vary = (_VARY, b", ".join([_ORIGIN_TOKEN, *(name.encode("latin-1") for name in extra)]))
+                if would is PENDING or len(would) != len(ours):  # type: ignore[arg-type]
+                    await policy.observe(origin, len(ours) > 1, scope)
 
         # A plain function returning send's awaitable: one coroutine per message, not two.
         def send_with_cors(message: Message) -> Awaitable[None]:
             # A corsengine middleware nearer the app (a mounted sub-app's own policy) has
             # decided this response already: it is left as that one made it.
             if message["type"] == "http.response.start" and _HANDLED not in message:
-                message["headers"] = _response_headers(message.get("headers", ()), cors, vary)
+                message["headers"] = _response_headers(message.get("headers", ()), ours)
                 message[_HANDLED] = True
             return send(message)
 

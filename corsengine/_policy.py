@@ -735,32 +735,51 @@ class Policy:
     def actual_response(
         self, origin: bytes, scope: Scope | None = None
     ) -> list[tuple[bytes, bytes]] | Pending:
-        """``actual_headers()`` for the request's Origin bytes, from the snapshot's own cache
-        when the rules decided before; an empty list when refused; PENDING when I/O is needed.
+        """The encoded CORS headers of an actual response to this Origin, ``Vary`` last (only
+        ``Vary`` when refused), or PENDING when the answer needs I/O (then ``resolve()`` and
+        ``actual_response_for()``).
 
-        What the middleware asks on every actual request: a warm answer is one dict read.
+        What the middleware asks on every actual request: a warm answer is one dict read from
+        the snapshot's own cache, which dies with the snapshot.
         """
         state = self._resolver.state
         deadline = state.deadline
         # Past the deadline, lookup() decides between a load and a malformed origin's refusal.
         if deadline == _NEVER or deadline > self.clock():
-            headers = state.prepared.get(origin)
-            if headers is not None:
-                return headers
+            hit = state.prepared.get(origin)
+            if hit is not None:
+                if type(hit) is list:
+                    return hit
+                if hit[1] > self.clock():  # type: ignore[index]
+                    return hit[0]  # type: ignore[index,no-any-return]
         text = origin.decode("latin-1")
         rule = self.lookup(text, scope)
-        if isinstance(rule, Pending):
+        if rule is PENDING:
             return PENDING
-        headers = self.actual_headers(origin, rule) or []
+        headers = self.actual_response_for(origin, rule, state)  # type: ignore[arg-type]
         verdict = state.memo.get(text, _MISSING)
-        # Only what the rules said: a predicate's answer expires, and a request-aware one is
-        # not even the same for the next request.
         if type(verdict) is str or verdict is MALFORMED or (verdict is None and not state.predicates):
-            prepared = state.prepared
-            if len(prepared) >= MEMO_SIZE:
-                prepared.clear()  # bounded under a flood of distinct origins
-            prepared[origin] = headers
+            entry: object = headers  # what the rules said holds as long as the snapshot
+        elif type(verdict) is tuple:
+            entry = (headers, verdict[1])  # a predicate's folded answer, until it expires
+        else:
+            return headers  # a request-aware predicate: never reused for another request
+        prepared = state.prepared
+        if len(prepared) >= MEMO_SIZE:
+            prepared.clear()  # bounded under a flood of distinct origins
+        prepared[origin] = entry
         return headers
+
+    def actual_response_for(
+        self, origin: bytes, rule: str | None, state: State | None = None
+    ) -> list[tuple[bytes, bytes]]:
+        """``actual_response()`` once the rule is known: ``actual_headers()`` and ``Vary``."""
+        vary = (state or self._resolver.state).vary_header
+        allowed = self.actual_headers(origin, rule)
+        if allowed is None:
+            return [vary]
+        allowed.append(vary)
+        return allowed
 
     async def observe(
         self,
@@ -781,8 +800,8 @@ class Policy:
         if preflight is None:
             answer = candidate.actual_response(origin, scope)
             if isinstance(answer, Pending):
-                answer = candidate.actual_headers(origin, await candidate.resolve(text, scope)) or []
-            would = bool(answer)
+                answer = candidate.actual_response_for(origin, await candidate.resolve(text, scope))
+            would = len(answer) > 1  # more than Vary: allowed
         else:
             rule = candidate.lookup(text, scope)
             if isinstance(rule, Pending):

@@ -217,13 +217,16 @@ class State:
     # origin -> what the rules say (a rule, None, or MALFORMED), filled by requests. It
     # belongs to this state, so a swap or refresh starts a new one. Bounded by MEMO_SIZE.
     memo: dict[str, object] = field(default_factory=dict, repr=False)
-    # Origin bytes -> the encoded headers of an actual response (empty: refused), for answers
-    # the rules gave (never a predicate's, which expire). Same life and bound as ``memo``.
-    prepared: dict[bytes, list[tuple[bytes, bytes]]] = field(default_factory=dict, repr=False)
+    # Origin bytes -> the encoded CORS headers of an actual response, Vary last: a list for an
+    # answer the rules gave, (list, expiry) for a predicate's folded answer. Same life and
+    # bound as ``memo``.
+    prepared: dict[bytes, object] = field(default_factory=dict, repr=False)
     # True when every predicate decides from the origin alone, so that its cached answers
     # may be folded into the memo.
     foldable: bool = True
     vary: tuple[str, ...] = ()  # request headers that predicates' answers depend on
+    # The Vary header of a response to a request with an Origin, encoded once per state.
+    vary_header: tuple[bytes, bytes] = (b"vary", b"Origin")
     closes_at: float = math.inf  # the earliest moment last good rules expire (max_stale)
 
 
@@ -373,6 +376,7 @@ class Resolver:
             prepared=encoded,
             foldable=foldable,
             vary=vary,
+            vary_header=(b"vary", b", ".join([b"Origin", *(name.encode("latin-1") for name in vary)])),
             closes_at=closes_at,
         )
         if change is not None:

@@ -332,3 +332,12 @@ def test_predicate_answers_are_never_prepared(clock: FakeClock) -> None:
     clock.advance(10)  # the cached answer expired: asked again at the first request
     assert allow_origin_of(app, "https://t.example") is None
     assert calls == ["https://t.example", "https://t.example"]
+
+
+def test_an_app_header_with_an_empty_name_takes_the_careful_path() -> None:
+    app = CORSMiddleware(
+        plain_app([(b"", b"odd"), (b"Vary", b"Accept")]), allow_origins=["https://a.example"]
+    )
+    _, headers, _ = anyio.run(call, app, "GET", [(b"origin", b"https://a.example")])
+    assert (b"", b"odd") in headers
+    assert dict(headers)[b"vary"] == b"Accept, Origin"

@@ -9,7 +9,7 @@ import os
 import tomllib
 from collections.abc import Callable
 from pathlib import Path, PurePath
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import anyio
 
@@ -36,6 +36,10 @@ _SUFFIXES: dict[str, Format] = {".json": "json", ".toml": "toml"}
 Signature = tuple[int, int, int, int] | None
 
 
+# No change waiting to be confirmed (a Signature may be None: a missing file).
+_NOTHING: Final = object()
+
+
 def _signature(path: Path) -> Signature:
     try:
         stat = path.stat()
@@ -51,8 +55,10 @@ class FileProvider(BaseProvider):
     form (``origins = [...]``). A watcher task notices changes (mtime, size and inode,
     polled at most every ``poll_interval`` seconds; through ``watchfiles`` when it is
     installed), including editors that write a temporary file and rename it over the
-    original. A bad edit keeps the last good allowlist, and the error names the line.
-    ``ttl`` is a safety net for when no watcher runs.
+    original. A file renamed into place is taken at once; one written in place only once
+    it has held still for one more ``poll_interval``, so a half-written file is never
+    published: write by rename. A bad edit keeps the last good allowlist, and the error
+    names the line. ``ttl`` is a safety net for when no watcher runs.
 
     Examples:
         >>> import tempfile
@@ -175,31 +181,56 @@ class FileProvider(BaseProvider):
         now = _signature(self.path)
         return now != seen, now
 
+    def settled(self, accepted: Signature, pending: object = _NOTHING) -> tuple[bool, Signature, object]:
+        """One look at the file: (reload now, the version accepted, the change pending).
+
+        A file written in place (in chunks, by a script or an editor that does not rename)
+        can be read half-written, and a TOML file cut at a line boundary is still valid:
+        such a change is accepted only once the file has kept the same size, mtime and inode
+        for one more look, ``poll_interval`` later. A file renamed over the old one (a new
+        inode) is complete the moment it appears, and is accepted at once.
+        """
+        now = _signature(self.path)
+        if now == accepted:
+            return False, accepted, _NOTHING
+        if now == pending or _replaced(accepted, now):
+            return True, now, _NOTHING
+        return False, accepted, now  # changed in place, or appeared: look again first
+
     async def _watch_polling(self, invalidate: Callable[[], None]) -> None:
         # Start from what the last load read, so a change between that load and this
         # task's start is not missed.
-        seen = self._loaded if self.document is not None else _signature(self.path)
+        accepted = self._loaded if self.document is not None else _signature(self.path)
+        pending: object = _NOTHING
         while True:
             await anyio.sleep(self.poll_interval)
-            changed, seen = self.changed(seen)
-            if changed:
+            reload, accepted, pending = self.settled(accepted, pending)
+            if reload:
                 logger.debug("corsengine: %s changed, reloading", self.path)
                 invalidate()
 
     async def _watch_events(self, awatch: Callable[..., Any], invalidate: Callable[[], None]) -> None:
         # Watch the directory, not the file: a rename replaces the file's inode, and a
         # watch on the old inode would never fire again.
-        seen = self._loaded if self.document is not None else _signature(self.path)
+        accepted = self._loaded if self.document is not None else _signature(self.path)
         async for changes in awatch(
             self.path.parent, step=int(self.poll_interval * 1000), debounce=int(self.poll_interval * 1000)
         ):
             if any(PurePath(changed).name == self.path.name for _, changed in changes):
-                changed, seen = self.changed(seen)
-                if changed:
+                reload, accepted, pending = self.settled(accepted)
+                while pending is not _NOTHING:  # written in place: wait until it holds still
+                    await anyio.sleep(self.poll_interval)
+                    reload, accepted, pending = self.settled(accepted, pending)
+                if reload:
                     invalidate()
 
     def __repr__(self) -> str:
         return f"FileProvider({str(self.path)!r})"
+
+
+def _replaced(old: Signature, new: Signature) -> bool:
+    """Whether ``new`` is another file renamed over ``old`` (another inode)."""
+    return old is not None and new is not None and (new[2], new[3]) != (old[2], old[3])
 
 
 def _watchfiles() -> Callable[..., Any] | None:

@@ -12,7 +12,7 @@ import contextlib
 import json
 import logging
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import anyio
@@ -188,6 +188,7 @@ class RedisProvider(BaseProvider):
         try:
             entries, metadata = await read_allowlist(self.client, self.key)
         except UNAVAILABLE as error:
+            await self._drop_idle_connections()  # the next try starts on a fresh connection
             where = redacted(self.url)
             raise ProviderError(f"Redis at {where} is unavailable: {_describe(error)}") from None
         rules = await self._compiler.compile(entries)
@@ -208,10 +209,11 @@ class RedisProvider(BaseProvider):
         cancelled, reconnecting whenever the connection drops."""
         failures = 0
 
-        def subscribed() -> None:
+        async def subscribed() -> None:
             nonlocal failures
             if failures:
                 logger.warning("corsengine: resubscribed to the Redis channel %s", quote(self.channel))
+                await self._drop_idle_connections()
             failures = 0
 
         while True:
@@ -228,7 +230,22 @@ class RedisProvider(BaseProvider):
                     )
                 await anyio.sleep(self.backoff(failures))
 
-    async def _listen(self, invalidate: Callable[[], None], subscribed: Callable[[], None]) -> None:
+    async def _drop_idle_connections(self) -> None:
+        """Close the pooled connections that predate an outage.
+
+        After a Redis restart they are dead, and redis-py finds out only by failing the
+        command sent on them: the reload that resubscribing starts would fail once and the
+        next try would come only after the retry delay (5 s), while a change made right
+        after the restart waited for it. Connections in use (the channel's) are left alone.
+        """
+        pool = getattr(self.client, "connection_pool", None)
+        if pool is not None:
+            with contextlib.suppress(*UNAVAILABLE):
+                await pool.disconnect(inuse_connections=False)
+
+    async def _listen(
+        self, invalidate: Callable[[], None], subscribed: Callable[[], Awaitable[None]]
+    ) -> None:
         pubsub = self.client.pubsub()
         try:
             await pubsub.subscribe(self.channel)
@@ -247,7 +264,7 @@ class RedisProvider(BaseProvider):
                 if message["type"] == "subscribe":
                     # Subscribed, for the first time or again after a reconnect: reload,
                     # because changes published while not subscribed were lost.
-                    subscribed()
+                    await subscribed()
                     invalidate()
                 elif message["type"] == "message":
                     invalidate()

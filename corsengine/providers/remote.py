@@ -8,6 +8,7 @@ import os
 import re
 import tempfile
 import time
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -40,6 +41,8 @@ DEFAULT_CACHE_MAX_AGE = 86400.0
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?=,|$)", re.IGNORECASE)
 _NO_CACHE = re.compile(r"(?:^|,)\s*(no-cache|no-store)\s*(?=,|=|$)", re.IGNORECASE)
 _CACHE_FORMAT = 1
+ACCEPT_ENCODING = "gzip, deflate"
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
 def cache_control_ttl(value: str | None) -> float | None:
@@ -66,10 +69,11 @@ class RemoteJSONProvider(BaseProvider):
     clamped to ``[min_ttl, max_ttl]``; without one, ``ttl`` stays the configured value.
 
     Every failure raises, so the resolver keeps the last good allowlist: a timeout, a
-    status other than 200/304, a body over ``max_bytes``, invalid JSON, a document
-    that does not match the format, or one invalid entry. With ``cache_path``, the last
-    good document is also kept on disk (written atomically) and served when the very
-    first fetch fails, so a restart during an outage keeps the allowlist.
+    status other than 200/304, a body over ``max_bytes`` (counted as it is decompressed,
+    so a compression bomb is stopped at the cap), invalid JSON, a document that does not
+    match the format, or one invalid entry. With ``cache_path``, the last good document is
+    also kept on disk (written atomically) and served when the very first fetch fails, so a
+    restart during an outage keeps the allowlist.
 
     Pass ``client=`` to use your own ``httpx.AsyncClient`` (its transport, proxies,
     authentication); the timeouts, the size cap and the redirect limit here apply to
@@ -194,6 +198,8 @@ class RemoteJSONProvider(BaseProvider):
                 headers["If-None-Match"] = self.etag
             if self.last_modified is not None:
                 headers["If-Modified-Since"] = self.last_modified
+        # Only the encodings whose output _read_capped can bound while decoding.
+        headers["Accept-Encoding"] = ACCEPT_ENCODING
         request = self.client.build_request("GET", self.url, headers=headers, timeout=self.timeouts)
         for _ in range(self.max_redirects + 1):
             response = await self.client.send(request, stream=True, follow_redirects=False)
@@ -241,17 +247,38 @@ class RemoteJSONProvider(BaseProvider):
         return document.rules
 
     async def _read_capped(self, response: httpx.Response) -> bytes:
+        """The decoded body, refused as soon as it grows past ``max_bytes``.
+
+        The body is decompressed here, not by httpx: its decoders expand each chunk read
+        from the network whole, and 64 kB of gzip can hold 64 MB, so a small compressed
+        document that expands to a gigabyte cost over 100 MB before the cap could refuse it.
+        Here no chunk is expanded past what the cap leaves.
+        """
         declared = response.headers.get("Content-Length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             cap = self.max_bytes
             raise ProviderError(f"{quote(self.url)} declares {declared} bytes, over the {cap}-byte cap")
+        over = f"{quote(self.url)} sent more than the {self.max_bytes}-byte cap"
+        try:
+            # A response made in memory (httpx.MockTransport) arrives read and decoded.
+            body = response.content
+        except httpx.ResponseNotRead:
+            pass
+        else:
+            if len(body) > self.max_bytes:
+                raise ProviderError(over)
+            return body
+        inflate = _inflater(response.headers.get("Content-Encoding", ""), self.url)
         chunks: list[bytes] = []
         size = 0
-        async for chunk in response.aiter_bytes():
+        async for raw in response.aiter_raw():
+            chunk = raw if inflate is None else inflate(raw, self.max_bytes - size + 1)
             size += len(chunk)
             if size > self.max_bytes:
-                raise ProviderError(f"{quote(self.url)} sent more than the {self.max_bytes}-byte cap")
+                raise ProviderError(over)
             chunks.append(chunk)
+        if inflate is not None and not inflate.decoder.eof:
+            raise ProviderError(f"{quote(self.url)} sent a compressed body that was cut short")
         return b"".join(chunks)
 
     def _parse(self, body: bytes) -> tuple[Document, object]:
@@ -330,6 +357,46 @@ class RemoteJSONProvider(BaseProvider):
 
     def __repr__(self) -> str:
         return f"RemoteJSONProvider({self.url!r})"
+
+
+class _Inflater:
+    """Decodes a gzip or deflate body, never returning more than it is allowed to."""
+
+    def __init__(self, wbits: int, url: str) -> None:
+        self.decoder = zlib.decompressobj(wbits)
+        # "deflate" sent as a raw deflate stream, without the zlib wrapper: common enough
+        # that httpx and browsers accept it too.
+        self.may_be_raw = wbits == zlib.MAX_WBITS
+        self.url = url
+
+    def __call__(self, data: bytes, limit: int) -> bytes:
+        """At most ``limit`` decoded bytes of ``data``. Output short of the limit means every
+        input byte was used; at the limit the caller refuses the body, so what is left in
+        ``unconsumed_tail`` is never expanded."""
+        try:
+            out = self.decoder.decompress(data, limit)
+        except zlib.error as error:
+            if self.may_be_raw:
+                self.may_be_raw = False
+                self.decoder = zlib.decompressobj(-zlib.MAX_WBITS)
+                return self(data, limit)
+            raise ProviderError(f"{quote(self.url)} sent a body that does not decompress: {error}") from None
+        self.may_be_raw = False
+        return out
+
+
+def _inflater(content_encoding: str, url: str) -> _Inflater | None:
+    """The decoder of a body's ``Content-Encoding``; None for an uncompressed body."""
+    codings = [coding.strip().lower() for coding in content_encoding.split(",")]
+    codings = [coding for coding in codings if coding and coding != "identity"]
+    if not codings:
+        return None
+    if len(codings) > 1 or codings[0] not in _WBITS:
+        raise ProviderError(
+            f"{quote(url)} sent Content-Encoding {quote(content_encoding)}; "
+            f"corsengine reads {ACCEPT_ENCODING} or uncompressed documents"
+        )
+    return _Inflater(_WBITS[codings[0]], url)
 
 
 def _checked_url(url: object, options: Options) -> str:

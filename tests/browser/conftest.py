@@ -1,56 +1,46 @@
-"""Fixtures for the real-browser suite: loopback servers in threads and one headless Chromium.
+"""Fixtures for the real-browser suite: loopback servers in threads and three browser engines.
 
 Every server binds 127.0.0.1 on a free port chosen by the kernel. The page server is reached under
-several host names (127.0.0.1, localhost, app.localhost): Chromium resolves `localhost` and
-`*.localhost` to loopback by itself, which gives the suite several distinct origins without
-touching /etc/hosts or any other interface.
+several host names (127.0.0.1, localhost, app.localhost): Chromium, Firefox and WebKitGTK all
+resolve `localhost` and `*.localhost` to loopback by themselves, which gives the suite several
+distinct origins without touching /etc/hosts or any other interface.
+
+Every test that takes `engine` (through `open_page` or `context`) runs once per engine: Chromium
+(Playwright), Firefox (WebDriver BiDi) and WebKit (WebKitWebDriver on Xvfb), see engines.py.
+A missing browser is an error, never a skip: `make system-deps` installs all three.
 
 The suite writes nothing into the repository unless CORSENGINE_UPDATE_DOCS=1: then the outcomes
-it recorded replace the table between the matrix markers of docs/browser-matrix.md, and the demo
+it recorded replace the tables between the matrix markers of docs/browser-matrix.md, and the demo
 test saves its screenshot as docs/demo.png.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import importlib.util
 import inspect
 import json
 import os
-import re
+import shutil
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware as StarletteCORSMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
-uvicorn = pytest.importorskip("uvicorn")
+from .engines import Chromium, Context, Engine, Firefox, Tab, WebKit
 
-from starlette.applications import Starlette  # noqa: E402  (after the importorskips on purpose)
-from starlette.middleware.cors import CORSMiddleware as StarletteCORSMiddleware  # noqa: E402
-from starlette.requests import Request  # noqa: E402
-from starlette.responses import HTMLResponse, JSONResponse, Response  # noqa: E402
-from starlette.routing import Route  # noqa: E402
-
-CHROMIUM = os.environ.get("CORSENGINE_CHROMIUM", "/usr/bin/chromium")
-# Everything that could make Chromium talk to anything but loopback is switched off.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 STARTUP_TIMEOUT = 10.0  # seconds; a loopback server starts in milliseconds
-FETCH_TIMEOUT_MS = 5_000
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 UPDATE_DOCS = os.environ.get("CORSENGINE_UPDATE_DOCS") == "1"
 
@@ -133,24 +123,38 @@ class LoopbackServer:
 
 
 @pytest.fixture(scope="package")
-def servers() -> Iterator[Callable[[Any], LoopbackServer]]:
-    """Start servers on demand; all of them are stopped together when the browser suite ends.
+def server_pool() -> Iterator[list[LoopbackServer]]:
+    """Every server the browser suite started; all of them are joined when it ends.
 
-    uvicorn needs ~0.2 s to wind down (one tick of its main loop plus a grace period); stopping
+    uvicorn needs ~0.2 s to wind down (one tick of its main loop plus a grace period); joining
     them all at once instead of one per test keeps that cost paid once.
+    """
+    started: list[LoopbackServer] = []
+    yield started
+    for server in started:
+        server.stop()
+    for server in started:
+        server.join()
+
+
+@pytest.fixture
+def servers(server_pool: list[LoopbackServer]) -> Iterator[Callable[[Any], LoopbackServer]]:
+    """Start servers on demand for one test; they are told to stop when it ends.
+
+    Telling costs nothing (they wind down in their own threads, joined by server_pool), and it
+    keeps the idle servers of earlier tests, three engines' worth, from ticking all along.
     """
     started: list[LoopbackServer] = []
 
     def start(app: Any) -> LoopbackServer:
         server = LoopbackServer(app).start()
+        server_pool.append(server)
         started.append(server)
         return server
 
     yield start
     for server in started:
         server.stop()
-    for server in started:
-        server.join()
 
 
 # --------------------------------------------------------------------------- origins and pages
@@ -169,9 +173,10 @@ class Origins:
 
 
 @pytest.fixture(scope="package")
-def origins(servers: Callable[[Any], LoopbackServer]) -> Origins:
+def origins(server_pool: list[LoopbackServer]) -> Origins:
     page_app = Starlette(routes=[Route("/", lambda _: HTMLResponse(BLANK_PAGE))])
-    server = servers(page_app)
+    server = LoopbackServer(page_app).start()
+    server_pool.append(server)
     return Origins(
         ip=server.origin("127.0.0.1"),
         localhost=server.origin("localhost"),
@@ -236,8 +241,8 @@ class Api:
     log: RequestLog
     middleware: Any
 
-    def url(self, path: str = "/data") -> str:
-        return self.server.origin() + path
+    def url(self, path: str = "/data", *, host: str | None = None) -> str:
+        return self.server.origin(host) + path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -292,10 +297,11 @@ def serve_api(servers: Callable[[Any], LoopbackServer]) -> Callable[..., Api]:
     return start
 
 
-# --------------------------------------------------------------------------- the browser
+# --------------------------------------------------------------------------- the browsers
 
 # Runs in the page: one fetch, reported as plain data. A CORS refusal rejects the promise with a
-# TypeError ("Failed to fetch"); the reason is only on the console, which BrowserPage collects.
+# TypeError (its message differs per engine); the reason is only on the console, which
+# BrowserPage collects where the engine lets us read it.
 FETCH_JS = """
 async ({url, init, readHeader}) => {
   try {
@@ -314,8 +320,6 @@ async ({url, init, readHeader}) => {
 }
 """
 
-_CORS_CONSOLE = re.compile(r"has been blocked by CORS policy: (?P<reason>.*)")
-
 
 @dataclasses.dataclass(frozen=True)
 class FetchResult:
@@ -324,7 +328,8 @@ class FetchResult:
     error: str | None
     header_value: str | None
     body: str | None
-    cors_reason: str | None  # Chromium's console message, when it refused the response
+    cors_reason: str | None  # the engine's console message, when it refused the response
+    engine: str
     read_header: str | None = None  # the response header the script tried to read
 
     @property
@@ -334,36 +339,40 @@ class FetchResult:
 
     @property
     def blocked(self) -> bool:
-        """Refused by the browser: the promise rejected with a TypeError."""
+        """Refused by the browser: the promise rejected with a TypeError (in every engine)."""
         return self.error is not None and self.error.startswith("TypeError")
 
+    def reason_says(self, **expected: str) -> bool:
+        """Whether the console reason contains expected[engine] (the wording is each engine's).
+
+        An engine whose console the suite cannot read (WebKit) must have recorded no reason.
+        """
+        if self.engine not in expected:
+            return self.cors_reason is None
+        return expected[self.engine] in (self.cors_reason or "")
+
     def outcome(self) -> str:
-        """One line for the matrix."""
+        """What the page's script observed, in a few words for the matrix."""
         if self.blocked:
-            return f"blocked: {self.cors_reason or self.error}"
+            return "blocked"
         text = f"allowed, {self.status}"
         if self.read_header is None:
             return text
         return f"{text}, `{self.read_header}` reads as {json.dumps(self.header_value)}"
 
+    def observed(self) -> tuple[Any, ...]:
+        """Everything a script can observe; console wording is not part of it."""
+        return (self.ok, self.status, self.blocked, self.header_value, self.body)
+
 
 class BrowserPage:
-    """A page loaded from one origin, which runs fetch() as that origin's script would.
+    """A page loaded from one origin, which runs fetch() as that origin's script would."""
 
-    frame: run the fetches in this frame of the page instead (e.g. a sandboxed iframe, whose
-    origin is opaque and is sent as `Origin: null`).
-    """
+    CONSOLE_WAIT = 5.0  # seconds, at most; engines log the reason right after rejecting the promise
 
-    def __init__(self, page: Any, frame: Any = None) -> None:
-        self.page = page
-        self.target = frame or page
-        self._cors_messages: list[str] = []
-        page.on("console", self._on_console)
-
-    def _on_console(self, message: Any) -> None:
-        match = _CORS_CONSOLE.search(message.text)
-        if match:
-            self._cors_messages.append(match["reason"])
+    def __init__(self, tab: Tab, engine: Engine) -> None:
+        self.tab = tab
+        self.engine = engine
 
     def fetch(
         self,
@@ -377,18 +386,15 @@ class BrowserPage:
         init: dict[str, Any] = {"method": method, "headers": headers or {}}
         if credentials is not None:
             init["credentials"] = credentials
-        seen = len(self._cors_messages)
-        raw = self.target.evaluate(FETCH_JS, {"url": url, "init": init, "readHeader": read_header})
+        seen = len(self.tab.console_messages())
+        raw = self.tab.run(FETCH_JS, {"url": url, "init": init, "readHeader": read_header})
         reason = None
-        if raw["error"] is not None:
-            # Chromium logs the reason right after rejecting the promise; wait for it (bounded)
-            # only when there is one to wait for.
-            if len(self._cors_messages) == seen:
-                with contextlib.suppress(playwright_sync.TimeoutError):
-                    self.page.wait_for_event(
-                        "console", lambda m: _CORS_CONSOLE.search(m.text) is not None, timeout=2_000
-                    )
-            reason = self._cors_messages[-1] if len(self._cors_messages) > seen else None
+        if raw["error"] is not None and self.engine.CORS_CONSOLE is not None:
+            # Wait for the reason (bounded) only when there is one to wait for.
+            self.tab.wait_for_console(self.engine.CORS_CONSOLE, seen, self.CONSOLE_WAIT)
+            reasons = [self.engine.cors_reason(text) for text in self.tab.console_messages()[seen:]]
+            # The first: an engine writes one reason per refusal (see Engine.CORS_CONSOLE).
+            reason = next((r for r in reasons if r is not None), None)
         return FetchResult(
             ok=raw["ok"],
             status=raw["status"],
@@ -396,93 +402,204 @@ class BrowserPage:
             header_value=raw["headerValue"],
             body=raw["body"],
             cors_reason=reason,
+            engine=self.engine.name,
             read_header=read_header,
         )
 
 
-# Package scope, not session: Playwright's sync API keeps an asyncio loop running in the main
-# thread while it is open, and every later test calling asyncio.run() or anyio.run() would fail
-# with "cannot be called from a running event loop". One browser for the whole browser suite,
-# closed as soon as the suite is done.
-@pytest.fixture(scope="package")
-def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (set CORSENGINE_CHROMIUM)")
-    with playwright_sync.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+ENGINE_TYPES: dict[str, type[Engine]] = {cls.name: cls for cls in (Chromium, Firefox, WebKit)}
+ENGINES = tuple(ENGINE_TYPES)
+
+
+def _binary(variable: str, default: str) -> str:
+    path = os.environ.get(variable, default)
+    if shutil.which(path) is None:
+        # An error, not a skip: a suite that skips a missing browser would pass without judging.
+        raise RuntimeError(f"{path} not found: `make system-deps` installs it (or set {variable})")
+    return path
+
+
+def _minibrowser() -> str:
+    # MiniBrowser is not on PATH: it ships in the WebKitGTK library package.
+    found = sorted(Path("/usr/lib").glob("*/webkit2gtk-4.*/MiniBrowser"))
+    return os.environ.get("CORSENGINE_MINIBROWSER") or (str(found[-1]) if found else "MiniBrowser")
+
+
+def launch(name: str) -> Engine:
+    if name == "chromium":
+        return Chromium(_binary("CORSENGINE_CHROMIUM", "/usr/bin/chromium"))
+    if name == "firefox":
+        return Firefox(_binary("CORSENGINE_FIREFOX", "firefox-esr"))
+    if name == "webkit":
+        driver = _binary("CORSENGINE_WEBKITWEBDRIVER", "WebKitWebDriver")
+        return WebKit(
+            driver, _binary("CORSENGINE_MINIBROWSER", _minibrowser()), _binary("CORSENGINE_XVFB", "Xvfb")
+        )
+    raise ValueError(name)
+
+
+# Package scope, one engine at a time (pytest runs every test of one engine before it starts
+# the next). Not session: Playwright's sync API keeps an asyncio loop running in the main thread
+# while it is open, and every later test calling asyncio.run() or anyio.run() would fail with
+# "cannot be called from a running event loop"; each engine is closed as soon as its share of
+# the suite is done.
+@pytest.fixture(scope="package", params=ENGINES)
+def engine(request: pytest.FixtureRequest, matrix: Matrix) -> Iterator[Engine]:
+    started = launch(request.param)
+    try:
+        matrix.engines[started.name] = started.product.format(version=started.version)
+        yield started
+    finally:
+        started.close()
 
 
 @pytest.fixture
-def context(browser: Any) -> Iterator[Any]:
-    """A fresh browser context per test: its own cookies, HTTP cache and preflight cache."""
-    context = browser.new_context()
-    context.set_default_timeout(FETCH_TIMEOUT_MS)
+def context(engine: Engine) -> Iterator[Context]:
+    """A fresh browser context per test: its own cookies (and, in Chromium, its own caches)."""
+    context = engine.new_context()
     yield context
     context.close()
 
 
 @pytest.fixture
-def open_page(context: Any) -> Callable[..., BrowserPage]:
+def open_page(context: Context, engine: Engine) -> Callable[..., BrowserPage]:
     """open_page(origin) -> a page loaded from that origin, in this test's browser context.
 
-    open_page(origin, sandboxed=True): the fetches run in a sandboxed iframe of that page.
+    open_page(origin, sandboxed=True): the fetches run in a sandboxed iframe of that page (its
+    origin is opaque and is sent as `Origin: null`).
     """
 
     def open_(origin: str, *, sandboxed: bool = False) -> BrowserPage:
-        page = context.new_page()
-        page.goto(origin + "/")
-        if not sandboxed:
-            return BrowserPage(page)
-        # Scripts allowed, same-origin not: the frame's origin is opaque.
-        page.set_content('<iframe sandbox="allow-scripts" srcdoc="<title>sandboxed</title>"></iframe>')
-        frame = page.locator("iframe").element_handle().content_frame()
-        return BrowserPage(page, frame)
+        tab = context.open(origin + "/")
+        return BrowserPage(tab.sandboxed_frame() if sandboxed else tab, engine)
 
     return open_
+
+
+@pytest.fixture
+def chromium(engine: Engine) -> Any:
+    """Playwright's Browser, for the demo tests that drive a UI (parametrize engine=chromium)."""
+    assert isinstance(engine, Chromium), f"{engine.name}: this test drives Chromium's UI"
+    return engine.browser
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    # Wall time per engine (browser start included), for the terminal summary.
+    started = time.monotonic()
+    try:
+        return (yield)
+    finally:
+        name = getattr(item, "callspec", None) and item.callspec.params.get("engine")  # type: ignore[attr-defined]
+        if name:
+            seconds, count = _ENGINE_TIMES.get(name, (0.0, 0))
+            _ENGINE_TIMES[name] = (seconds + time.monotonic() - started, count + 1)
+
+
+_ENGINE_TIMES: dict[str, tuple[float, int]] = {}
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _ENGINE_TIMES:
+        times = ", ".join(f"{name} {s:.1f} s ({n} tests)" for name, (s, n) in _ENGINE_TIMES.items())
+        terminalreporter.write_line(f"browser suite per engine: {times}")
 
 
 # --------------------------------------------------------------------------- the matrix
 
 
 class Matrix:
-    """Outcomes per case and implementation, written to docs/browser-matrix.md on request."""
+    """Outcomes per case, engine and implementation, written to docs/browser-matrix.md on request."""
 
     START = "<!-- matrix:start -->"
     END = "<!-- matrix:end -->"
     IMPLS = ("corsengine", "starlette")
+    LABELS: ClassVar[dict[str, str]] = {
+        **{name: cls.label for name, cls in ENGINE_TYPES.items()},
+        "corsengine": "corsengine",
+        "starlette": "Starlette",
+    }
 
     def __init__(self) -> None:
-        self.rows: dict[str, dict[str, tuple[FetchResult, str]]] = {}
-        self.extensions: dict[str, tuple[FetchResult, str]] = {}
+        self.engines: dict[str, str] = {}  # name -> "Firefox 153.8.0"
+        self.rows: dict[str, dict[tuple[str, str], tuple[FetchResult, str]]] = {}
+        self.extensions: dict[str, dict[str, tuple[FetchResult, str]]] = {}
 
     def record(self, case: str, impl: Impl, result: FetchResult, note: str = "") -> None:
         """Record one outcome; note adds what the server saw (e.g. how many preflights)."""
         if impl.extension:
-            self.extensions[case] = (result, note)
+            self.extensions.setdefault(case, {})[result.engine] = (result, note)
         else:
-            self.rows.setdefault(case, {})[impl.name] = (result, note)
+            self.rows.setdefault(case, {})[(result.engine, impl.name)] = (result, note)
 
     def table(self) -> str:
+        import playwright
+        import starlette
+
+        versions = [self.engines.get(name, f"{self.LABELS[name]} (not run)") for name in ENGINES]
         lines = [
+            f"Recorded with {', '.join(versions)}; Starlette {starlette.__version__}, "
+            f"Playwright {_version(playwright)}.",
+            "",
             "### Starlette-compatible arguments, both middlewares",
             "",
-            "| Case | corsengine | Starlette | Same for the script? |",
-            "| --- | --- | --- | --- |",
+            "| Case | "
+            + " | ".join(f"{self.LABELS[e]}: {self.LABELS[i]}" for e in ENGINES for i in self.IMPLS)
+            + " | Same for the script? |",
+            "| --- " * (2 + len(ENGINES) * len(self.IMPLS)) + "|",
         ]
         for case, results in self.rows.items():
-            cells = [_cell(*results[name]) if name in results else "not run" for name in self.IMPLS]
-            if len(results) < len(self.IMPLS):
+            cells = [
+                _cell(*results[(e, i)]) if (e, i) in results else "not run"
+                for e in ENGINES
+                for i in self.IMPLS
+            ]
+            lines.append(f"| {case} | {' | '.join(cells)} | {_same(results)} |")
+        lines += [
+            "",
+            "### corsengine extensions",
+            "",
+            "| Case | " + " | ".join(self.LABELS[e] for e in ENGINES) + " | Same in every engine? |",
+            "| --- " * (2 + len(ENGINES)) + "|",
+        ]
+        for case, by_engine in self.extensions.items():
+            cells = [_cell(*by_engine[e]) if e in by_engine else "not run" for e in ENGINES]
+            if len(by_engine) < len(ENGINES):
                 same = "n/a"
             else:
-                # What the page's script can observe; the console wording of a refusal may differ.
-                seen = {(r.ok, r.status, r.blocked, r.header_value, r.body, n) for r, n in results.values()}
-                same = "yes" if len(seen) == 1 else "**no**"
+                differ = _engines_differ({e: (r.observed(), n) for e, (r, n) in by_engine.items()})
+                same = "**no**: " + "; ".join(differ) if differ else "yes"
             lines.append(f"| {case} | {' | '.join(cells)} | {same} |")
-        lines += ["", "### corsengine extensions", "", "| Case | corsengine |", "| --- | --- |"]
-        lines += [f"| {case} | {_cell(*outcome)} |" for case, outcome in self.extensions.items()]
+        lines += self._reasons()
         return "\n".join(lines)
+
+    def _reasons(self) -> list[str]:
+        """The console reason of every blocked case, per engine that reports one."""
+        reporting = [e for e in ENGINES if ENGINE_TYPES[e].CORS_CONSOLE is not None]
+        silent = [self.LABELS[e] for e in ENGINES if e not in reporting]
+        lines = [
+            "",
+            "### Why the browser blocked: the console reason",
+            "",
+            f"Left out: {', '.join(silent)} (the suite cannot read its console)." if silent else "",
+            "",
+            "| Case | " + " | ".join(self.LABELS[e] for e in reporting) + " |",
+            "| --- " * (1 + len(reporting)) + "|",
+        ]
+        cases: list[tuple[str, dict[str, list[tuple[str, FetchResult]]]]] = []
+        for case, results in self.rows.items():
+            by_engine: dict[str, list[tuple[str, FetchResult]]] = {}
+            for (e, i), (result, _) in results.items():
+                by_engine.setdefault(e, []).append((i, result))
+            cases.append((case, by_engine))
+        for case, by_engine_ext in self.extensions.items():
+            cases.append((case, {e: [("corsengine", r)] for e, (r, _) in by_engine_ext.items()}))
+        for case, by_engine in cases:
+            if not any(r.blocked for pairs in by_engine.values() for _, r in pairs):
+                continue
+            cells = [_reason_cell(by_engine.get(e, [])) for e in reporting]
+            lines.append(f"| {case} | {' | '.join(cells)} |")
+        return lines
 
     def write_into(self, path: Path) -> None:
         text = path.read_text(encoding="utf-8")
@@ -493,8 +610,51 @@ class Matrix:
         path.write_text(f"{before}{self.START}\n{self.table()}\n{self.END}{after}", encoding="utf-8")
 
 
+def _version(module: Any) -> str:
+    from importlib.metadata import version
+
+    return version(module.__name__)
+
+
 def _cell(result: FetchResult, note: str) -> str:
     return (result.outcome() + note).replace("|", "/")
+
+
+def _same(results: dict[tuple[str, str], tuple[FetchResult, str]]) -> str:
+    """Compare what scripts observed: between the middlewares, then between the engines."""
+    if len(results) < len(ENGINES) * len(Matrix.IMPLS):
+        return "n/a"
+    seen = {key: (result.observed(), note) for key, (result, note) in results.items()}
+    by_engine = {e: tuple(seen[(e, i)] for i in Matrix.IMPLS) for e in ENGINES}
+    notes = []
+    impls_differ = [e for e in ENGINES if len(set(by_engine[e])) > 1]
+    if impls_differ:
+        where = (
+            "every engine"
+            if len(impls_differ) == len(ENGINES)
+            else ", ".join(Matrix.LABELS[e] for e in impls_differ)
+        )
+        notes.append(f"corsengine ≠ Starlette ({where})")
+    notes += _engines_differ(by_engine)
+    return "**no**: " + "; ".join(notes) if notes else "yes"
+
+
+def _engines_differ(by_engine: dict[str, Any]) -> list[str]:
+    """Which engines saw something else than Chromium did (the first engine is the reference)."""
+    reference, *others = ENGINES
+    differing = [Matrix.LABELS[e] for e in others if by_engine[e] != by_engine[reference]]
+    return [f"{' and '.join(differing)} ≠ {Matrix.LABELS[reference]}"] if differing else []
+
+
+def _reason_cell(pairs: list[tuple[str, FetchResult]]) -> str:
+    reasons = {impl: r.cors_reason or ("(none)" if r.blocked else "(allowed)") for impl, r in pairs}
+    if not reasons:
+        return "not run"
+    if len(set(reasons.values())) == 1:
+        text = next(iter(reasons.values()))
+    else:
+        text = "; ".join(f"{Matrix.LABELS[i]}: {reason}" for i, reason in reasons.items())
+    return text.replace("|", "/")
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,9 @@
 """Cases that use only Starlette's keyword arguments, run against both middlewares.
 
-Chromium is the judge: each case loads a page from one loopback origin and calls fetch() on the
-API served from another. Both middlewares must lead the browser to the same outcome, except where
-corsengine is deliberately stricter (marked where it happens, and listed in
-docs/browser-matrix.md).
+The browsers are the judges: each case runs in Chromium, Firefox and WebKit, loads a page from one
+loopback origin and calls fetch() on the API served from another. Both middlewares must lead each
+browser to the same outcome, except where corsengine is deliberately stricter (marked where it
+happens, and listed in docs/browser-matrix.md).
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ def test_simple_get_from_an_unlisted_origin_is_refused_but_still_reaches_the_app
 
     matrix.record("Simple GET, unlisted origin", impl, result)
     assert result.blocked, result
-    assert "Access-Control-Allow-Origin" in (result.cors_reason or "")
+    assert result.reason_says(
+        chromium="Access-Control-Allow-Origin", firefox="Access-Control-Allow-Origin"
+    ), result
     # CORS is not authorization: a simple request is sent, only its response is hidden.
     assert api.log.count("GET") == 1
 
@@ -62,15 +64,15 @@ def test_preflighted_put_from_an_unlisted_origin_is_never_sent(impl, serve_api, 
 
 
 @pytest.mark.parametrize(
-    ("case", "method", "headers", "reason"),
+    ("case", "method", "headers"),
     [
-        ("Unlisted method (DELETE)", "DELETE", {}, "Method DELETE is not allowed"),
-        ("Unlisted header (X-Other)", "PUT", {"X-Other": "1"}, "x-other is not allowed"),
+        ("Unlisted method (DELETE)", "DELETE", {}),
+        ("Unlisted header (X-Other)", "PUT", {"X-Other": "1"}),
     ],
     ids=["method", "header"],
 )
 def test_unlisted_method_or_header_is_refused_at_the_preflight(
-    impl, serve_api, open_page, origins, matrix, case, method, headers, reason
+    impl, serve_api, open_page, origins, matrix, case, method, headers
 ):
     api = serve_api(impl, allow_origins=[origins.ip], **PREFLIGHTED)
 
@@ -80,21 +82,27 @@ def test_unlisted_method_or_header_is_refused_at_the_preflight(
     assert result.blocked, result
     assert api.log.count(method) == 0
     # Both middlewares answer a refused preflight with 400. Starlette still sends the origin's
-    # headers, so Chromium reports the status or the refused part; corsengine's refusal says
-    # nothing about the origin, so Chromium reports the missing Allow-Origin.
+    # headers, so the browsers report the status (not which part was refused: the response body
+    # says which); corsengine's refusal says nothing about the origin, so they report the missing
+    # Allow-Origin.
     if impl.name == "corsengine":
-        assert "No 'Access-Control-Allow-Origin' header" in result.cors_reason, result
+        assert result.reason_says(
+            chromium="No 'Access-Control-Allow-Origin' header", firefox="Access-Control-Allow-Origin"
+        ), result
     else:
-        assert reason in result.cors_reason or "HTTP ok status" in result.cors_reason, result
+        assert result.reason_says(
+            chromium="It does not have HTTP ok status", firefox="CORS preflight response did not succeed"
+        ), result
 
 
 @pytest.mark.parametrize("allow_credentials", [True, False], ids=["allowed", "not-allowed"])
 def test_credentialed_get(impl, serve_api, open_page, origins, context, matrix, allow_credentials):
     api = serve_api(impl, allow_origins=[origins.ip], allow_credentials=allow_credentials)
+    page = open_page(origins.ip)
     # The page (127.0.0.1:P1) and the API (127.0.0.1:P2) are same-site, so the cookie goes along.
-    context.add_cookies([{"name": "session", "value": "s3cret", "url": api.url("/")}])
+    context.add_cookie("session", "s3cret", api.url("/"))
 
-    result = open_page(origins.ip).fetch(api.url("/whoami"), credentials="include")
+    result = page.fetch(api.url("/whoami"), credentials="include")
 
     matrix.record(f"`credentials: include`, allow_credentials={allow_credentials}", impl, result)
     if allow_credentials:
@@ -102,7 +110,9 @@ def test_credentialed_get(impl, serve_api, open_page, origins, context, matrix, 
         assert result.json == {"session": "s3cret"}
     else:
         assert result.blocked, result
-        assert "Access-Control-Allow-Credentials" in result.cors_reason
+        assert result.reason_says(
+            chromium="Access-Control-Allow-Credentials", firefox="Access-Control-Allow-Credentials"
+        ), result
         # The cookie was sent all the same; only the response is hidden from the script.
         assert api.log.count("GET", "/whoami") == 1
 
@@ -161,7 +171,7 @@ def test_allow_all_origins_with_credentials(impl, serve_api, open_page, origins,
     assert result.ok is allow_credentials, result
     if not allow_credentials:
         # Fetch: "*" is not a wildcard for credentialed requests.
-        assert "wildcard" in result.cors_reason
+        assert result.reason_says(chromium="wildcard", firefox="Credential is not supported"), result
 
 
 def test_allow_all_headers_covers_authorization_in_the_drop_in(impl, serve_api, open_page, origins, matrix):
@@ -196,21 +206,29 @@ def test_native_policy_star_headers_never_cover_authorization(
     assert authorization.blocked, authorization
 
 
-@pytest.mark.parametrize(("max_age", "preflights"), [(600, 1), (0, 2)], ids=["max-age-600", "max-age-0"])
+@pytest.mark.parametrize(
+    ("max_age", "api_host"),
+    [(600, "127.0.0.1"), (600, "localhost"), (0, "127.0.0.1")],
+    ids=["max-age-600", "max-age-600-api-on-localhost", "max-age-0"],
+)
 def test_preflight_cache_follows_max_age(
-    impl, serve_api, open_page, origins, matrix, max_age: int, preflights: int
+    impl, serve_api, open_page, origins, matrix, engine, max_age: int, api_host: str
 ):
     api = serve_api(impl, allow_origins=[origins.ip], max_age=max_age, **PREFLIGHTED)
     page = open_page(origins.ip)
+    url = api.url(host=api_host)
 
-    results: list[Any] = [page.fetch(api.url(), method="PUT", headers={"X-Custom": "1"}) for _ in range(2)]
+    results: list[Any] = [page.fetch(url, method="PUT", headers={"X-Custom": "1"}) for _ in range(2)]
 
     note = f"; {api.log.count('OPTIONS')} preflight(s) reached the server"
-    matrix.record(f"Two preflighted PUTs, max_age={max_age}", impl, results[-1], note)
+    where = "" if api_host == "127.0.0.1" else f", API on {api_host}"
+    matrix.record(f"Two preflighted PUTs, max_age={max_age}{where}", impl, results[-1], note)
     assert all(r.ok for r in results), results
     assert api.log.count("PUT") == 2
-    # With a positive max-age Chromium answers the second preflight from its cache.
-    assert api.log.count("OPTIONS") == preflights
+    # With a positive max-age the browser answers the second preflight from its cache, except
+    # Firefox for a server addressed by IP, which it asks again.
+    cached = max_age > 0 and (api_host == "localhost" or engine.reuses_preflights_to_ip_hosts)
+    assert api.log.count("OPTIONS") == (1 if cached else 2)
 
 
 @pytest.mark.parametrize("listed", [True, False], ids=["null-listed", "null-unlisted"])

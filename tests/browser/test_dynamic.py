@@ -1,4 +1,4 @@
-"""corsengine's own extensions, judged by Chromium: patterns, callables, predicates, hot swap."""
+"""corsengine's own extensions, judged by three browser engines: patterns, callables, predicates, hot swap."""
 
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ def test_predicate_decides_per_origin_and_sees_the_request(
 def test_hot_swap_flips_the_browser_outcome_without_a_restart(
     corsengine, corsengine_impl, serve_api, open_page, origins, matrix
 ):
-    # max_age=0: Chromium must ask again for every PUT, so it sees each swap at once.
+    # max_age=0: the browser must ask again for every PUT, so it sees each swap at once.
     policy = corsengine.Policy(allow_origins=[origins.ip], max_age=0, **PREFLIGHTED)
     api = serve_api(corsengine_impl, policy=policy)
     page = open_page(origins.ip)
@@ -134,10 +134,12 @@ def test_hot_swap_flips_the_browser_outcome_without_a_restart(
 
 
 def test_a_cached_preflight_still_lets_a_revoked_origin_send_puts(
-    corsengine, corsengine_impl, serve_api, open_page, origins, matrix
+    corsengine, corsengine_impl, serve_api, open_page, origins, matrix, engine
 ):
-    # What max_age=0 in the test above avoids: Chromium trusts its cached preflight, sends the
-    # PUT without asking, and only the missing Allow-Origin on the response hides the result.
+    # What max_age=0 in the test above avoids: Chromium and WebKit trust their cached preflight,
+    # send the PUT without asking, and only the missing Allow-Origin on the response hides the
+    # result. Firefox does not reuse a preflight to an API addressed by IP (as this one is), so
+    # it asks again and never sends the PUT.
     policy = corsengine.Policy(allow_origins=[origins.ip], max_age=600, **PREFLIGHTED)
     api = serve_api(corsengine_impl, policy=policy)
     page = open_page(origins.ip)
@@ -152,8 +154,12 @@ def test_a_cached_preflight_still_lets_a_revoked_origin_send_puts(
     )
     assert before.ok, before
     assert after.blocked, after
-    assert api.log.count("OPTIONS") == 1
-    assert api.log.count("PUT") == 2  # the revoked origin's PUT was executed by the app
+    if engine.reuses_preflights_to_ip_hosts:
+        assert api.log.count("OPTIONS") == 1
+        assert api.log.count("PUT") == 2  # the revoked origin's PUT was executed by the app
+    else:
+        assert api.log.count("OPTIONS") == 2
+        assert api.log.count("PUT") == 1  # refused at the second preflight
 
 
 def test_refresh_reloads_a_callable_before_its_ttl(

@@ -40,10 +40,13 @@ def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 
 class RedisServer:
     """A throwaway redis-server on a free loopback port; restartable on the same port."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, persist: bool = False) -> None:
         self.port = free_port()
         self.directory = tempfile.mkdtemp(prefix="corsengine-redis-")
         self.process: subprocess.Popen[bytes] | None = None
+        # With persist, every write is in the append-only file before Redis answers, so a
+        # restart after kill() keeps the data, as a production Redis would.
+        self.persist = persist
 
     @property
     def url(self) -> str:
@@ -60,7 +63,9 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if self.persist else "no",
+                "--appendfsync",
+                "always",
             ],
             cwd=self.directory,
             stdout=subprocess.DEVNULL,
@@ -88,18 +93,25 @@ class RedisServer:
                 self.process.wait(5)
             self.process = None
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash or an OOM kill: no goodbye to the clients."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(5)
+            self.process = None
+
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
 @contextlib.contextmanager
-def redis_server() -> Iterator[RedisServer]:
+def redis_server(*, persist: bool = False) -> Iterator[RedisServer]:
     if not Path(REDIS_SERVER).exists():
         import pytest
 
         pytest.skip("redis-server is not installed (make system-deps)")
-    server = RedisServer()
+    server = RedisServer(persist=persist)
     server.start()
     try:
         yield server

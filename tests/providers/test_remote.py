@@ -7,6 +7,8 @@ import logging
 import os
 import subprocess
 import sys
+import tracemalloc
+import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -385,3 +387,103 @@ def test_a_star_import_loads_no_optional_dependency() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+class _Chunks(httpx.AsyncByteStream):
+    """A body that arrives in network-sized pieces, as from a real server."""
+
+    def __init__(self, body: bytes, size: int = 65536) -> None:
+        self.body, self.size = body, size
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for start in range(0, len(self.body), self.size):
+            yield self.body[start : start + self.size]
+
+
+def _compressed(data: bytes, wbits: int) -> bytes:
+    compressor = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    return compressor.compress(data) + compressor.flush()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("encoding", "wbits"),
+    [
+        ("gzip", 31),
+        ("x-gzip", 31),
+        ("deflate", 15),
+        ("deflate", -15),
+        ("identity", 0),
+        ("GZIP, identity", 31),
+    ],
+    ids=["gzip", "x-gzip", "deflate", "raw-deflate", "identity", "listed"],
+)
+async def test_compressed_documents_are_decoded(
+    mock: respx.MockRouter, client: httpx.AsyncClient, encoding: str, wbits: int
+) -> None:
+    body = json.dumps(GOOD).encode()
+    sent = _compressed(body, wbits) if wbits else body
+    route = mock.get(URL).respond(200, headers={"Content-Encoding": encoding}, stream=_Chunks(sent, 7))
+    assert (await RemoteJSONProvider(URL, client=client).load()).entries == set(GOOD)
+    # Only the encodings whose decoded size can be bounded while decoding are asked for.
+    assert route.calls.last.request.headers["Accept-Encoding"] == "gzip, deflate"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("encoding", "body", "message"),
+    [
+        ("br", b"x", "sent Content-Encoding 'br'"),
+        ("gzip, gzip", b"x", "sent Content-Encoding 'gzip, gzip'"),
+        ("gzip", b"not gzip at all", "does not decompress"),
+        ("gzip", _compressed(json.dumps(GOOD).encode(), 31)[:-12], "cut short"),
+    ],
+)
+async def test_encodings_it_cannot_bound_or_decode_are_refused(
+    mock: respx.MockRouter, client: httpx.AsyncClient, encoding: str, body: bytes, message: str
+) -> None:
+    mock.get(URL).respond(200, headers={"Content-Encoding": encoding}, stream=_Chunks(body))
+    with pytest.raises(ProviderError, match=message):
+        await RemoteJSONProvider(URL, client=client).load()
+
+
+@pytest.fixture(scope="module")
+def gzip_bomb() -> bytes:
+    """48 kB of gzip that expands to 48 MB of spaces (a 1 MB bomb expands to 1 GB)."""
+    return _compressed(b" " * 48_000_000, 31)
+
+
+@pytest.mark.anyio
+async def test_a_compression_bomb_is_refused_before_it_is_expanded(
+    mock: respx.MockRouter, client: httpx.AsyncClient, gzip_bomb: bytes
+) -> None:
+    """httpx's decoders expand each network chunk whole (64 kB of gzip: 64 MB): the body is
+    decoded here instead, never past what the cap leaves. Peak memory stays near the cap."""
+    assert len(gzip_bomb) < 65536  # one network chunk
+    mock.get(URL).respond(200, headers={"Content-Encoding": "gzip"}, stream=_Chunks(gzip_bomb))
+    provider = RemoteJSONProvider(URL, client=client)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ProviderError, match="sent more than the 1000000-byte cap"):
+            await provider.load()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4_000_000, f"peak {peak / 1e6:.1f} MB while refusing the bomb"
+
+
+@pytest.mark.anyio
+async def test_a_response_made_in_memory_is_capped_too() -> None:
+    """httpx.MockTransport hands over a body already read and decoded (nothing to stream)."""
+    body = [f"https://a{index}.example" for index in range(100)]
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        response = httpx.Response(200, json=body)
+        del response.headers["Content-Length"]  # not declared: only the body's size can tell
+        return response
+
+    transport = httpx.MockTransport(respond)
+    async with httpx.AsyncClient(transport=transport) as client:
+        assert len((await RemoteJSONProvider(URL, client=client).load()).entries) == 100
+        with pytest.raises(ProviderError, match="more than the 100-byte cap"):
+            await RemoteJSONProvider(URL, client=client, max_bytes=100).load()
