@@ -442,6 +442,10 @@ class CORSMiddleware:
                     policy.attach(None)
                 task_group.cancel_scope.cancel()
 
+    def policy_for(self, path: str) -> Policy:
+        """The policy that decides requests for ``path``: the longest ``routes=`` prefix, else ``policy``."""
+        return self._route(path) if self.routes else self.policy
+
     def _tell(
         self,
         policy: Policy,

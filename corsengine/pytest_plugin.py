@@ -1,4 +1,4 @@
-"""pytest fixtures for testing CORS policies: no server, no network, no ``async``.
+"""pytest fixtures for testing CORS policies and apps: no server, no network, no ``async``.
 
 Registered through the ``pytest11`` entry point, so installing corsengine is enough::
 
@@ -6,6 +6,10 @@ Registered through the ``pytest11`` entry point, so installing corsengine is eno
         policy = cors_policy(allow_origins=["https://*.partner.example"])
         cors_assert.allowed(policy, "https://app.partner.example")
         cors_assert.refused(policy, "https://partner.example.evil.net")
+
+    def test_the_spa_reads_items(cors_browser):
+        result = cors_browser(app).fetch("/items", origin="https://spa.example", method="PUT")
+        assert result.allowed, result.why
 
 This module is imported by every pytest run in an environment where corsengine is
 installed, so it imports corsengine itself only when a fixture is used.
@@ -21,9 +25,9 @@ import pytest
 
 if TYPE_CHECKING:
     from ._policy import Decision, OriginsSpec, Policy
-    from .testing import FakeClock
+    from .testing import Browser, FakeClock
 
-__all__ = ["CorsAssert", "PolicyFactory", "cors_assert", "cors_fake_clock", "cors_policy"]
+__all__ = ["CorsAssert", "PolicyFactory", "cors_assert", "cors_browser", "cors_fake_clock", "cors_policy"]
 
 
 class PolicyFactory:
@@ -105,3 +109,11 @@ def cors_policy(cors_fake_clock: FakeClock) -> PolicyFactory:
 def cors_assert() -> CorsAssert:
     """Assertions on decisions whose failure message is the decision's reason."""
     return CorsAssert()
+
+
+@pytest.fixture
+def cors_browser() -> type[Browser]:
+    """``cors_browser(app)``: a `corsengine.testing.Browser` that fetches through your ASGI app."""
+    from .testing import Browser
+
+    return Browser

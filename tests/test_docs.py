@@ -29,6 +29,7 @@ EXAMPLES = [example for path in DOCS for example in examples(path)]
 CALLED_BY = {
     "index.md:me": "test_the_start_page_app_serves_its_route_cross_origin",
     "production.md:put_order": "test_the_per_route_recipe_routes_partners_to_their_policy",
+    "production.md:report": "test_the_error_recipe_answers_the_500_with_cors_headers",
     "providers.md:onboard_partner": "test_onboarding_a_partner_twice_against_a_real_redis",
     "providers.md:offboard_partner": "test_onboarding_a_partner_twice_against_a_real_redis",
 }
@@ -123,6 +124,15 @@ def test_the_per_route_recipe_routes_partners_to_their_policy() -> None:
             assert partner.headers["access-control-allow-origin"] == "https://partner.example"
             app_origin = client.put("/partners/orders", headers={"Origin": "https://app.example.com"})
             assert "access-control-allow-origin" not in app_origin.headers
+
+
+def test_the_error_recipe_answers_the_500_with_cors_headers() -> None:
+    namespace = example_defining("report").run()
+    with TestClient(namespace["app"], raise_server_exceptions=False) as client:  # type: ignore[arg-type]
+        response = client.get("/report", headers={"Origin": "https://spa.example"})
+    assert (response.status_code, response.text) == (500, "Internal Server Error")
+    assert response.headers["access-control-allow-origin"] == "https://spa.example"
+    assert response.headers["access-control-allow-credentials"] == "true"
 
 
 @pytest.fixture(scope="module")

@@ -76,10 +76,48 @@ def test_fixtures_in_a_user_test_file(pytester: pytest.Pytester) -> None:
     )
 
 
+APP_TESTS = """
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from corsengine import CORSMiddleware
+
+
+def make_app():
+    app = Starlette(routes=[Route("/items", lambda request: PlainTextResponse("ok", headers={"X-Total": "1"}))])
+    app.add_middleware(CORSMiddleware, allow_origins=["https://spa.example"], expose_headers=["X-Total"])
+    return app
+
+
+def test_allowed(cors_browser):
+    result = cors_browser(make_app()).fetch("/items", origin="https://spa.example")
+    assert result.allowed, result.why
+    assert result.can_read("X-Total")
+
+
+def test_refused_says_why(cors_browser):
+    result = cors_browser(make_app()).fetch("/items", origin="https://evil.example")
+    assert result.allowed, result.why
+"""
+
+
+def test_the_browser_fixture_in_a_user_test_file(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_app=APP_TESTS)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*AssertionError: refused: the response (200) has no Access-Control-Allow-Origin header",
+            "*corsengine's policy: origin 'https://evil.example' matches no rule",
+        ]
+    )
+
+
 def test_the_plugin_is_registered_by_its_entry_point(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_user="def test_x(cors_fake_clock):\n    assert cors_fake_clock() == 1000.0\n")
     result = pytester.runpytest("--fixtures")
-    for name in ("cors_fake_clock", "cors_policy", "cors_assert"):
+    for name in ("cors_fake_clock", "cors_policy", "cors_assert", "cors_browser"):
         result.stdout.fnmatch_lines([f"{name} -- *"])
     assert pytester.runpytest().ret == 0
 
