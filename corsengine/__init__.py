@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import providers
+from ._events import DecisionEvent
 from ._middleware import CORSMiddleware
 from ._policy import Decision, Policy
-from ._resolver import Change
+from ._resolver import Change, SourceHealth
 from .exceptions import ConfigurationError, CorsEngineError, CorsEngineWarning, Problem, ProviderError
 
 __all__ = [
@@ -17,9 +18,11 @@ __all__ = [
     "CorsEngineError",
     "CorsEngineWarning",
     "Decision",
+    "DecisionEvent",
     "Policy",
     "Problem",
     "ProviderError",
+    "SourceHealth",
     "load_policy",
     "providers",
 ]

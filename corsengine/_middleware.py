@@ -8,8 +8,10 @@ from typing import Any
 
 import anyio
 
+from ._events import DecisionEvent, RequestKind
 from ._origin import MAX_ORIGIN_LENGTH, quote
 from ._policy import MAX_REQUEST_HEADERS_LENGTH, PENDING, OriginsSpec, Pending, Policy
+from ._ratelimit import LogRate
 from .exceptions import ConfigurationError, Problem
 from .types import ASGIApp, Message, Receive, Scope, Send
 
@@ -173,6 +175,8 @@ class CORSMiddleware:
     WebSocket handshakes from origins the policy does not allow (cross-site WebSocket
     hijacking), before the app accepts them. ``routes={"/partners/": partner_policy}`` gives
     path prefixes their own policy (the longest prefix wins; preflights are routed alike).
+    Each CORS decision goes to the deciding policy's `Policy.on_decision` listeners, and each
+    refusal is logged at INFO with its reason, at a bounded rate.
 
     Examples:
         >>> import anyio
@@ -248,7 +252,12 @@ class CORSMiddleware:
         # The first segment of every route: most paths are under none, and are told at once.
         self._route_heads = frozenset(_first_segment(prefix) for prefix in self.routes)
         self.check_websocket_origin = check_websocket_origin
-        self._preflights: dict[tuple[object, ...], tuple[int, tuple[tuple[bytes, bytes], ...], bytes]] = {}
+        self._preflights: dict[
+            tuple[object, ...], tuple[int, tuple[tuple[bytes, bytes], ...], bytes, tuple[str, ...]]
+        ] = {}
+        # Refused origins are logged at INFO once per origin and kind a minute, 20 lines a
+        # minute in all: a flood of distinct origins cannot fill the disk.
+        self._refusals_logged = LogRate(self.policy.clock)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope_type = scope["type"]
@@ -284,14 +293,23 @@ class CORSMiddleware:
             if isinstance(rule, Pending):
                 rule = await policy.resolve(text, scope)
             await self._answer_preflight(
-                policy, text, rule, request_method, request_headers, private_network, send
+                policy, text, rule, request_method, request_headers, private_network, scope, send
             )
             return
         else:
             answer = policy.actual_response(origin, scope)  # the CORS headers, Vary last
             if answer is PENDING:
-                rule = await policy.resolve(origin.decode("latin-1"), scope)
+                text = origin.decode("latin-1")
+                rule = await policy.resolve(text, scope)
                 answer = policy.actual_response_for(origin, rule)
+                if policy.decision_listeners or (len(answer) == 1 and logger.isEnabledFor(logging.INFO)):
+                    self._tell(policy, text, len(answer) > 1, scope, rule=rule)  # not asked twice
+            # With no listener and no refusal to log, this is one attribute check more.
+            elif policy.decision_listeners or (
+                len(answer) == 1 and logger.isEnabledFor(logging.INFO)  # type: ignore[arg-type]
+            ):
+                allowed = len(answer) > 1  # type: ignore[arg-type]
+                self._tell(policy, origin.decode("latin-1"), allowed, scope, rule=PENDING)
             ours = answer  # type: ignore[assignment]
             shadow = policy.shadow
             if shadow is not None:
@@ -299,8 +317,6 @@ class CORSMiddleware:
                 would = shadow.actual_response(origin, scope)
                 if would is PENDING or len(would) != len(ours):  # type: ignore[arg-type]
                     await policy.observe(origin, len(ours) > 1, scope)
-            if len(ours) == 1 and logger.isEnabledFor(logging.DEBUG):  # only Vary: refused
-                logger.debug("corsengine: refused origin %s", quote(origin.decode("latin-1")))
 
         # A plain function returning send's awaitable: one coroutine per message, not two.
         def send_with_cors(message: Message) -> Awaitable[None]:
@@ -321,6 +337,7 @@ class CORSMiddleware:
         request_method: bytes,
         request_headers: bytes | None,
         private_network: bool,
+        scope: Scope,
         send: Send,
     ) -> None:
         # Fetch: the app never sees a preflight; the answer is ours alone. The answer is a
@@ -343,18 +360,31 @@ class CORSMiddleware:
             if decision.status != 204:  # RFC 9110 8.6: no Content-Length on a 204
                 headers.append((b"content-length", str(len(body)).encode("latin-1")))
                 headers.append(_CONTENT_TYPE)
-            answer = (decision.status or 400, tuple(headers), body)
+            answer = (decision.status or 400, tuple(headers), body, decision.failures)
             # Oversized values are refused at once; keeping them would let a flood pin
             # _PREFLIGHT_MEMO_SIZE times a server's header limit in memory.
             if len(origin) <= MAX_ORIGIN_LENGTH and len(request_headers or b"") <= MAX_REQUEST_HEADERS_LENGTH:
                 if len(self._preflights) >= _PREFLIGHT_MEMO_SIZE:
                     self._preflights.clear()
                 self._preflights[key] = answer
-        status, headers_tuple, body = answer
+        status, headers_tuple, body, failures = answer
         if policy.shadow is not None:
             asked = request_headers.decode("latin-1") if request_headers is not None else None
             preflight = (request_method.decode("latin-1"), asked, private_network)
             await policy.observe(origin.encode("latin-1"), status < 300, None, preflight=preflight)
+        if policy.decision_listeners or (failures and logger.isEnabledFor(logging.INFO)):
+            self._tell(
+                policy,
+                origin,
+                not failures,
+                scope,
+                rule=rule,
+                request="preflight",
+                method=request_method.decode("latin-1"),
+                request_headers=request_headers.decode("latin-1") if request_headers is not None else None,
+                private_network=private_network,
+                failures=failures,
+            )
         # A fresh list each time: outer middleware may edit the headers in place.
         await send({"type": "http.response.start", "status": status, "headers": list(headers_tuple)})
         await send({"type": "http.response.body", "body": body})
@@ -375,10 +405,12 @@ class CORSMiddleware:
         rule = policy.lookup(text, scope)
         if isinstance(rule, Pending):
             rule = await policy.resolve(text, scope)
-        if policy.actual_headers(origin, rule) is not None:
+        allowed = policy.actual_headers(origin, rule) is not None
+        if policy.decision_listeners or not allowed:
+            self._tell(policy, text, allowed, scope, rule=rule, request="websocket")
+        if allowed:
             await self.app(scope, receive, send)
             return
-        logger.info("corsengine: refused a WebSocket handshake from origin %s", quote(text))
         message = await receive()  # websocket.connect, which comes first
         if message["type"] != "websocket.connect":
             return  # the client went away
@@ -413,6 +445,76 @@ class CORSMiddleware:
     def policy_for(self, path: str) -> Policy:
         """The policy that decides requests for ``path``: the longest ``routes=`` prefix, else ``policy``."""
         return self._route(path) if self.routes else self.policy
+
+    def _tell(
+        self,
+        policy: Policy,
+        origin: str,
+        allowed: bool,
+        scope: Scope,
+        *,
+        rule: str | Pending | None,
+        request: RequestKind = "actual",
+        method: str | None = None,
+        request_headers: str | None = None,
+        private_network: bool = False,
+        failures: tuple[str, ...] = (),
+    ) -> None:
+        """Hand the decision to the policy's listeners, and log a refusal (bounded)."""
+        log = (
+            not allowed
+            and logger.isEnabledFor(logging.INFO)
+            and self._refusals_logged.allow((origin, request))
+        )
+        if not log and not policy.decision_listeners:
+            return
+        event = policy.event(
+            origin,
+            allowed,
+            scope,
+            rule=rule,
+            request=request,
+            method=method,
+            request_headers=request_headers,
+            private_network=private_network,
+            failures=failures,
+            route=self._route_prefix(scope["path"]) if self.routes else None,
+        )
+        policy.notify(event)
+        if log:
+            self._log_refusal(event)
+
+    def _log_refusal(self, event: DecisionEvent) -> None:
+        what = {
+            "actual": "refused origin",
+            "preflight": "refused a preflight from origin",
+            "websocket": "refused a WebSocket handshake from origin",
+        }
+        route = f" on route {quote(event.route)}" if event.route is not None else ""
+        suppressed = self._refusals_logged.take_suppressed()
+        more = f" ({suppressed} similar lines suppressed)" if suppressed else ""
+        logger.info(
+            "corsengine: %s %s%s [%s]: %s%s",
+            what[event.request],
+            quote(event.origin),
+            route,
+            event.reason,
+            event.explain(),
+            more,
+        )
+
+    def _route_prefix(self, path: str) -> str | None:
+        """The route prefix that chose the policy for ``path`` (None: the default policy)."""
+        routes = self.routes
+        if _first_segment(path) in self._route_heads:
+            while path:
+                if path in routes:
+                    return path
+                cut = path.rfind("/")
+                if cut <= 0:
+                    break
+                path = path[:cut]
+        return "/" if "/" in routes else None
 
     def _route(self, path: str) -> Policy:
         """The policy of the longest route prefix that ``path`` is under (whole segments)."""

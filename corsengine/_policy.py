@@ -20,9 +20,19 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ._callables import accepts, name_of
+from ._events import FAILURE_REASONS, DecisionEvent, Reason, RequestKind, RuleKind
 from ._origin import MAX_ORIGIN_LENGTH, describe_invalid_origin, parse_origin, quote
 from ._patterns import Rules, compile_regex
-from ._resolver import DEFAULT_LOAD_TIMEOUT, DEFAULT_MAX_STALE, MEMO_SIZE, Change, Resolver, State
+from ._ratelimit import LogRate
+from ._resolver import (
+    DEFAULT_LOAD_TIMEOUT,
+    DEFAULT_MAX_STALE,
+    MEMO_SIZE,
+    Change,
+    Resolver,
+    SourceHealth,
+    State,
+)
 from ._shadow import Disagreement, Flip, ShadowReport
 from .exceptions import ConfigurationError, Problem
 from .providers._base import UnionProvider
@@ -316,6 +326,10 @@ class Policy:
 
         self.shadow = shadow
         self.shadow_report = ShadowReport(self.clock)
+        # Replaced, never mutated: a request iterates the tuple it read while another thread
+        # subscribes. Empty (falsy) is what the middleware checks: one attribute per request.
+        self.decision_listeners: tuple[Callable[[DecisionEvent], object], ...] = ()
+        self._listener_errors = LogRate(self.clock)
         self._regex = regex_rules
         self._resolver = Resolver(
             self._combine(origins), clock=self.clock, timeout=timeout, max_stale=max_stale
@@ -426,6 +440,149 @@ class Policy:
         Returns a function that unsubscribes the listener.
         """
         return self._resolver.on_change(listener)
+
+    def on_decision(self, listener: Callable[[DecisionEvent], object]) -> Callable[[], None]:
+        """Call ``listener(event)`` with a `DecisionEvent` for each CORS request decided.
+
+        The middleware calls it on the request path, after deciding and before answering:
+        keep it fast (count, or hand off to a queue). A listener that raises is logged (at
+        a bounded rate) and never breaks the request. Returns a function that unsubscribes
+        the listener. Requests without an Origin header are not CORS requests: no event.
+
+        Examples:
+            >>> from corsengine import Policy
+            >>> policy = Policy(["https://app.example.com"])
+            >>> seen = []
+            >>> unsubscribe = policy.on_decision(lambda event: seen.append(event.reason))
+            >>> policy.notify(policy.event("https://evil.example", False))  # what the middleware does
+            >>> seen
+            ['no-rule']
+            >>> unsubscribe()
+            >>> policy.decision_listeners
+            ()
+        """
+        if not callable(listener) or accepts(listener, 1) is False:
+            raise ConfigurationError(
+                [
+                    Problem(
+                        "corsengine.E026",
+                        f"the decision listener {name_of(listener)} cannot be called as listener(event)",
+                        "a listener takes one argument, a corsengine.DecisionEvent",
+                    )
+                ]
+            )
+        self.decision_listeners = (*self.decision_listeners, listener)
+
+        def unsubscribe() -> None:
+            listeners = list(self.decision_listeners)
+            if listener in listeners:
+                listeners.remove(listener)
+                self.decision_listeners = tuple(listeners)
+
+        return unsubscribe
+
+    def notify(self, event: DecisionEvent) -> None:
+        """Hand ``event`` to every decision listener; one that raises is logged, not raised."""
+        for listener in self.decision_listeners:
+            try:
+                listener(event)
+            except Exception:
+                if self._listener_errors.allow(id(listener)):
+                    logger.exception("corsengine: the decision listener %s raised", name_of(listener))
+
+    def event(
+        self,
+        origin: str,
+        allowed: bool,
+        scope: Scope | None = None,
+        *,
+        rule: str | Pending | None = PENDING,
+        request: RequestKind = "actual",
+        method: str | None = None,
+        request_headers: str | None = None,
+        private_network: bool = False,
+        failures: tuple[str, ...] = (),
+        route: str | None = None,
+    ) -> DecisionEvent:
+        """The `DecisionEvent` of a decision an adapter made (``allowed``).
+
+        ``rule`` is what ``lookup()``/``resolve()`` said (looked up again when not given);
+        ``failures`` are a refused preflight's (``Decision.failures``). ``method`` defaults to
+        the scope's.
+        """
+        if isinstance(rule, Pending):
+            rule = self.lookup(origin, scope)
+            if isinstance(rule, Pending):
+                rule = None  # the allowlist is reloading: the middleware decided from the last one
+        if method is None:
+            method = scope.get("method", "GET") if scope is not None else "GET"
+        kind = self._rule_kind(origin, rule) if rule is not None else None
+        reason: Reason
+        if allowed:
+            reason = "allowed"
+        elif failures and failures[0] != "origin":
+            reason = FAILURE_REASONS.get(failures[0], "headers")
+        else:
+            reason = self._origin_refusal(origin, rule, scope)
+        return DecisionEvent(
+            allowed,
+            reason,
+            request,
+            origin,
+            rule,
+            kind,
+            route,
+            method,
+            request_headers,
+            private_network,
+            self,
+            scope,
+        )
+
+    def _rule_kind(self, origin: str, rule: str) -> RuleKind:
+        if rule == "*":
+            return "star"
+        if rule == "null":
+            return "null"
+        if rule == origin:
+            return "exact"
+        state = self._resolver.state
+        if any(asker.name == rule for asker in state.predicates):
+            return "predicate"
+        if rule.startswith("regex "):  # how Rules.match names a regex's match
+            return "regex"
+        return "pattern"
+
+    def _origin_refusal(self, origin: str, rule: str | None, scope: Scope | None) -> Reason:
+        if rule == "*":
+            return "credentials-star"
+        if rule == "null":
+            return "credentials-null"
+        # What the rules said is memoized: None for a well-formed origin they do not match.
+        verdict = self._resolver.state.memo.get(origin, _MISSING)
+        if verdict is MALFORMED:
+            return "malformed-origin"
+        unknown = verdict is _MISSING and origin != "null"
+        if unknown and (len(origin) > MAX_ORIGIN_LENGTH or parse_origin(origin) is None):
+            return "malformed-origin"
+        if self._resolver.source_failing(origin, scope):
+            return "source-failing"
+        return "no-rule"
+
+    def health(self) -> tuple[SourceHealth, ...]:
+        """The health of each source of the allowlist: last success, last error, staleness.
+
+        One `SourceHealth` per provider (each member of a ``|`` union), read from the
+        resolver without waiting for anything; for health endpoints and the exporters in
+        `corsengine.metrics`.
+
+        Examples:
+            >>> from corsengine import Policy
+            >>> (source,) = Policy(["https://app.example.com"]).health()
+            >>> source.source, source.loads, source.ok
+            ("StaticProvider(['https://app.example.com'])", False, True)
+        """
+        return self._resolver.health()
 
     @property
     def rules(self) -> Rules:

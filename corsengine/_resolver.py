@@ -24,6 +24,7 @@ import logging
 import math
 import sys
 import threading
+import time
 from collections.abc import Callable, Coroutine, Generator, Hashable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -76,6 +77,41 @@ class Change:
 ChangeListener = Callable[[Change], object]
 
 
+@dataclass(frozen=True, slots=True)
+class SourceHealth:
+    """The health of one source of a policy's allowlist, as `Policy.health` reports it.
+
+    Times are seconds since the epoch (``time.time()``); durations are seconds. ``loads`` is
+    False for sources known at construction (a static list, a predicate), which never load
+    and never fail. ``age`` is how old the list in force is, ``staleness`` how far past its
+    TTL; both are None when none of its lists is in force (never loaded, or past
+    ``max_stale``).
+
+    Examples:
+        >>> from corsengine import Policy
+        >>> from corsengine.testing import FakeClock
+        >>> clock = FakeClock()
+        >>> policy = Policy(allow_origins=lambda: ["https://app.example.com"], clock=clock)
+        >>> policy.evaluate("https://app.example.com").allowed  # the first load
+        True
+        >>> clock.advance(45)  # the callable's list lives 30 s by default
+        >>> (source,) = policy.health()
+        >>> source.loads, source.ok, source.age, source.staleness, source.error
+        (True, True, 45.0, 15.0, None)
+    """
+
+    source: str
+    loads: bool
+    ok: bool
+    last_success: float | None
+    last_error_at: float | None
+    error: str | None
+    failing_since: float | None
+    age: float | None
+    staleness: float | None
+    load_seconds: float | None
+
+
 @dataclass(eq=False, slots=True)
 class _Slot:
     provider: Provider
@@ -92,6 +128,7 @@ class _Slot:
     retired: bool = False  # swapped out: its loads are neither published nor waited for
     error: str | None = None
     failing_since: float | None = None
+    failed_at: float | None = None  # the last failed load, kept after the source recovers
     invalidations: int = 0  # bumped by invalidate() and refresh(): a load in flight is outdated
 
 
@@ -512,7 +549,7 @@ class Resolver:
                 logger.warning(
                     "corsengine: provider %r failed (%s): %s", slot.provider, kept, quote(message, 500)
                 )
-            slot.error = message
+            slot.error, slot.failed_at = message, now
             if slot.failing_since is None:
                 slot.failing_since = now
             ttl = slot.ttl if slot.ttl is not None else RETRY_AFTER
@@ -540,6 +577,58 @@ class Resolver:
             self._republish(slot, prepared)
             if slot.invalidations != invalidations and not slot.retired and not slot.forced:
                 self._run_soon(self._reload_in_background)  # the change that came meanwhile
+
+    def health(self) -> tuple[SourceHealth, ...]:
+        """A read-only view of every source's slot (for health endpoints and exporters)."""
+        now = self.clock()
+        wall = time.time()
+
+        def epoch(moment: float | None) -> float | None:
+            return None if moment is None or not math.isfinite(moment) else wall - (now - moment)
+
+        out = []
+        for slot in self.state.slots:
+            age = staleness = None
+            if slot.rules is not None and self._in_force(slot, now):
+                age = max(0.0, now - slot.good_at) if not slot.static else 0.0
+                fresh_for = slot.ttl if slot.ttl is not None else math.inf
+                staleness = max(0.0, now - slot.good_at - fresh_for) if not slot.static else 0.0
+            out.append(
+                SourceHealth(
+                    source=repr(slot.provider),
+                    loads=not slot.static,
+                    ok=slot.error is None,
+                    last_success=epoch(slot.good_at) if slot.rules is not None else None,
+                    last_error_at=epoch(slot.failed_at),
+                    error=slot.error,
+                    failing_since=epoch(slot.failing_since),
+                    age=age,
+                    staleness=staleness,
+                    load_seconds=slot.load_seconds if slot.rules is not None and not slot.static else None,
+                )
+            )
+        return tuple(out)
+
+    def _in_force(self, slot: _Slot, now: float) -> bool:
+        """Whether the slot's last good rules are still trusted (not past ``max_stale``)."""
+        ttl = slot.ttl if slot.ttl is not None else math.inf
+        return slot.rules is not None and now < slot.good_at + ttl + self.max_stale
+
+    def source_failing(self, origin: str, scope: Scope | None) -> bool:
+        """Whether a failing source may be why ``origin`` matched nothing: a source that has
+        no list in force, or a predicate whose last call for this origin failed."""
+        state = self.state
+        for slot in state.slots:
+            if slot.error is not None and not self._in_force(slot, self.clock()):
+                return True
+        for asker in state.predicates:
+            try:
+                key = asker.predicate.key(origin, scope)
+            except Exception:
+                return True
+            if asker.failures.entry(origin if key is None else key) is not None:
+                return True
+        return False
 
     def failure_report(self) -> str | None:
         """Which sources are failing, since when, and what is in force instead (for reasons)."""

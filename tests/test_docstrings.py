@@ -1,8 +1,9 @@
 """Every public name has a docstring with an example, and every example runs.
 
 The public names are what `corsengine`, `corsengine.providers` (the optional providers
-included), `corsengine.providers.redis` (the admin functions), `corsengine.testing` and
-`corsengine.exceptions` export; the API reference (docs/api.md) renders their docstrings.
+included), `corsengine.providers.redis` (the admin functions), `corsengine.testing`,
+`corsengine.metrics` and `corsengine.exceptions` export; the API reference (docs/api.md)
+renders their docstrings.
 Examples run with doctest, each in a fresh namespace, so they must import what they use,
 exactly as a reader would paste them. Examples that name ``redis_url`` get a real
 redis-server, flushed before each.
@@ -19,7 +20,7 @@ from collections.abc import Iterator
 import pytest
 
 import corsengine
-from corsengine import exceptions, providers, testing
+from corsengine import exceptions, metrics, providers, testing
 from corsengine.providers import redis as redis_admin
 
 from .providers.servers import RedisServer, redis_server
@@ -45,10 +46,11 @@ def public_names() -> dict[str, object]:
         (providers, [*providers.__all__, *OPTIONAL_PROVIDERS]),
         (redis_admin, list(redis_admin.__all__)),
         (testing, list(testing.__all__)),
+        (metrics, list(metrics.__all__)),
         (exceptions, list(exceptions.__all__)),
     ]
-    found: dict[str, object] = {"corsengine.testing": testing}
-    seen = {id(testing)}
+    found: dict[str, object] = {"corsengine.testing": testing, "corsengine.metrics": metrics}
+    seen = {id(testing), id(metrics)}
     for module, names in exported:
         for name in names:
             obj = getattr(module, name)

@@ -19,7 +19,7 @@ from typing import Any
 
 import uvicorn
 
-from .app import Sites, build_api, build_frontend, write_allowlist
+from .app import Reasons, Sites, build_api, build_frontend, write_allowlist
 
 STARTUP_TIMEOUT = 10.0
 
@@ -117,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     allowlist = args.state_dir / "allowlist.json"
     # A fresh file each start: the ports, and so the origins, may differ from the last run.
     write_allowlist(allowlist, sites.default_allowlist())
-    frontend = build_frontend(sites)
+    reasons = Reasons()  # the API records why it refused each probe; the frontend tells the page
+    frontend = build_frontend(sites, reasons)
 
     banner = "\n".join(
         [
@@ -128,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             "Ctrl-C to stop.",
         ]
     )
-    apps = [(build_api(sites, allowlist), api_socket), (frontend, frontend_socket), (frontend, second_socket)]
+    api = build_api(sites, allowlist, reasons)
+    apps = [(api, api_socket), (frontend, frontend_socket), (frontend, second_socket)]
     return asyncio.run(serve(apps, banner))
 
 

@@ -6,15 +6,17 @@ import dataclasses
 import json
 import os
 import tempfile
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from corsengine import ConfigurationError, CORSMiddleware, Policy, providers
+from corsengine import ConfigurationError, CORSMiddleware, DecisionEvent, Policy, providers
 
 STATIC = Path(__file__).parent / "static"
 
@@ -40,6 +42,39 @@ class Sites:
         return list(self.grid_origins[::2])
 
 
+class Reasons:
+    """The API's CORS decisions by probe id, for the grid to show next to each blocked cell.
+
+    A page never learns why the browser refused a response (a script sees only a TypeError,
+    and no header of the refused response): each probe request carries ``?probe=ID``, the
+    API's policy tells this store its decision (`Policy.on_decision`), and the probe asks
+    its own origin's ``/demo-reason?id=ID`` afterwards. Bounded: the newest 1,000 are kept.
+    """
+
+    SIZE = 1000
+
+    def __init__(self) -> None:
+        self._by_probe: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    def record(self, event: DecisionEvent) -> None:
+        query = parse_qs((event.scope or {}).get("query_string", b"").decode("latin-1"))
+        probe = query.get("probe", [None])[0]
+        if probe is None:
+            return
+        self._by_probe[probe] = {
+            "allowed": event.allowed,
+            "reason": event.reason,
+            "request": event.request,
+            "detail": event.explain(),
+        }
+        self._by_probe.move_to_end(probe)
+        while len(self._by_probe) > self.SIZE:
+            self._by_probe.popitem(last=False)
+
+    def get(self, probe: str) -> dict[str, Any] | None:
+        return self._by_probe.get(probe)
+
+
 def write_allowlist(path: Path, origins: list[str]) -> None:
     """Replace the allowlist file atomically: the file provider never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,7 +89,7 @@ def read_allowlist(path: Path) -> list[str]:
     return origins
 
 
-def build_api(sites: Sites, allowlist: Path) -> FastAPI:
+def build_api(sites: Sites, allowlist: Path, reasons: Reasons | None = None) -> FastAPI:
     policy = Policy(
         # The file provider watches the file (a hand edit shows within a second); the admin
         # panel refreshes the policy itself, so its changes show at once.
@@ -67,6 +102,8 @@ def build_api(sites: Sites, allowlist: Path) -> FastAPI:
         # instead of after the browser's cached preflight expires.
         max_age=0,
     )
+    if reasons is not None:
+        policy.on_decision(reasons.record)  # every CORS decision, with its reason code
     app = FastAPI(title="corsengine demo API", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(CORSMiddleware, policy=policy)
     # The responses depend on the allowlist, which changes at runtime: never cache them.
@@ -130,8 +167,12 @@ def build_api(sites: Sites, allowlist: Path) -> FastAPI:
     return app
 
 
-def build_frontend(sites: Sites) -> Starlette:
-    """The grid page and the probe page; the same app answers on every frontend origin."""
+def build_frontend(sites: Sites, reasons: Reasons | None = None) -> Starlette:
+    """The grid page and the probe page; the same app answers on every frontend origin.
+
+    ``/demo-reason?id=ID`` says what the API decided for a probe (same origin as the probe:
+    no CORS involved in reading it).
+    """
 
     def page(name: str) -> Any:
         async def endpoint(_: Request) -> Response:
@@ -150,10 +191,17 @@ def build_frontend(sites: Sites) -> Starlette:
             }
         )
 
+    async def reason(request: Request) -> Response:
+        found = reasons.get(request.query_params.get("id", "")) if reasons is not None else None
+        if found is None:
+            return JSONResponse({"error": "no decision recorded for this probe"}, status_code=404)
+        return JSONResponse(found, headers={"Cache-Control": "no-store"})
+
     return Starlette(
         routes=[
             Route("/", page("index.html")),
             Route("/probe", page("probe.html")),
             Route("/demo-config.json", config),
+            Route("/demo-reason", reason),
         ]
     )
