@@ -34,3 +34,19 @@ def is_async(function: Callable[..., Any]) -> bool:
         return True
     call = getattr(function, "__call__", None)  # noqa: B004 (a callable object's own method)
     return call is not None and inspect.iscoroutinefunction(call)
+
+
+def check_listener(listener: object, what: str, argument: str, kind: str) -> None:
+    """Raise ConfigurationError (E026) unless ``listener`` can be called with one argument."""
+    from .exceptions import ConfigurationError, Problem
+
+    if not callable(listener) or accepts(listener, 1) is False:
+        raise ConfigurationError(
+            [
+                Problem(
+                    "corsengine.E026",
+                    f"the {what} listener {name_of(listener)} cannot be called as listener({argument})",
+                    f"a listener takes one argument, a corsengine.{kind}",
+                )
+            ]
+        )

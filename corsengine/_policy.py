@@ -19,7 +19,7 @@ from typing import Any, Final, Literal, TypeVar, cast
 import anyio
 from anyio.abc import TaskGroup
 
-from ._callables import accepts, name_of
+from ._callables import accepts, check_listener, name_of
 from ._events import FAILURE_REASONS, DecisionEvent, Reason, RequestKind, RuleKind
 from ._origin import MAX_ORIGIN_LENGTH, describe_invalid_origin, parse_origin, quote
 from ._patterns import Rules, compile_regex
@@ -461,16 +461,7 @@ class Policy:
             >>> policy.decision_listeners
             ()
         """
-        if not callable(listener) or accepts(listener, 1) is False:
-            raise ConfigurationError(
-                [
-                    Problem(
-                        "corsengine.E026",
-                        f"the decision listener {name_of(listener)} cannot be called as listener(event)",
-                        "a listener takes one argument, a corsengine.DecisionEvent",
-                    )
-                ]
-            )
+        check_listener(listener, "decision", "event", "DecisionEvent")
         self.decision_listeners = (*self.decision_listeners, listener)
 
         def unsubscribe() -> None:

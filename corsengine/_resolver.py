@@ -35,10 +35,9 @@ import anyio.lowlevel
 from anyio.abc import TaskGroup
 
 from ._cache import DecisionCache
-from ._callables import accepts, name_of
+from ._callables import check_listener
 from ._origin import quote
 from ._patterns import Rules
-from .exceptions import ConfigurationError, Problem
 from .providers._base import PredicateBase, UnionProvider
 from .providers.dynamic import COMPILE_IN_THREAD_ABOVE
 from .providers.static import StaticProvider
@@ -408,16 +407,7 @@ class Resolver:
 
     def on_change(self, listener: ChangeListener) -> Callable[[], None]:
         """Call ``listener(Change)`` whenever the allowlist changes; returns an unsubscribe."""
-        if not callable(listener) or accepts(listener, 1) is False:
-            raise ConfigurationError(
-                [
-                    Problem(
-                        "corsengine.E026",
-                        f"the change listener {name_of(listener)} cannot be called as listener(change)",
-                        "a listener takes one argument, a corsengine.Change",
-                    )
-                ]
-            )
+        check_listener(listener, "change", "change", "Change")
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
