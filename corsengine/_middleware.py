@@ -27,6 +27,10 @@ _VARY_ORIGIN = (_VARY, _ORIGIN_TOKEN)
 _ONLY_VARY_ORIGIN = [_VARY_ORIGIN]  # what a response to a request without an Origin gets
 _CONTENT_TYPE = (b"content-type", b"text/plain; charset=utf-8")
 _PREFLIGHT_MEMO_SIZE = 1024
+# The app's Vary value -> that value with Origin merged in: apps send few distinct values.
+_MERGED_ORIGIN: dict[bytes, bytes] = {}
+_MERGED_SIZE = 256
+_SEVERAL = (b"", b"")  # more than one header that may be Vary or a CORS header
 _MAYBE_OURS = frozenset((b"a", b"A", b"v", b"V"))
 _MAYBE_OURS_CODES = frozenset(b"aAvV")  # the same first letters, as a name's first byte
 _DUPLICATE = b"\x00duplicate"  # never a valid origin, so it is refused like any malformed one
@@ -35,6 +39,7 @@ _DUPLICATE = b"\x00duplicate"  # never a valid origin, so it is refused like any
 _OVERSIZED = b"\x00" * (MAX_REQUEST_HEADERS_LENGTH + 1)
 
 
+_INFO = logging.INFO
 _HANDLED = "corsengine.handled"  # set on http.response.start once a corsengine middleware decided
 
 
@@ -113,13 +118,16 @@ def _encode(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
 
 
-def _merge_vary(current: bytes | None, vary: tuple[bytes, bytes]) -> bytes:
-    ours = vary[1]
+def _merge_vary(current: bytes | None, ours: bytes) -> bytes:
+    """The app's Vary value with our tokens added (each once, case-insensitively)."""
     if current is None:
         return ours
-    if ours == _ORIGIN_TOKEN and b"origin" not in current.lower() and b"*" not in current:
+    lowered = current.lower()
+    # bytes.find, not "in": "in" first tries its operand as an integer, which costs as much
+    # again as the search.
+    if ours == _ORIGIN_TOKEN and lowered.find(b"origin") < 0 and current.find(b"*") < 0:
         return current + b", Origin"  # the common case (Vary: Accept-Encoding), without a split
-    present = {token.strip().lower() for token in current.split(b",")}
+    present = {token.strip() for token in lowered.split(b",")}
     if b"*" in present:
         return current
     missing = [token for token in ours.split(b", ") if token.lower() not in present]
@@ -133,33 +141,58 @@ def _response_headers(
     merged into one line."""
     if type(app_headers) is not list:
         app_headers = list(app_headers)  # any iterable, read twice below
+    # Only a name starting with "a" or "v" can be Vary or one of ours: most responses have
+    # none, and are copied whole after one cheap test per header; many have one, Vary.
+    candidate = None
     try:
-        for name, _ in app_headers:
-            # Only a name starting with "a" or "v" can be Vary or one of ours; most responses
-            # have none, and are copied whole after one cheap test per header.
-            if name[0] in _MAYBE_OURS_CODES:
-                break
-        else:
-            return [*app_headers, *ours]
+        for header in app_headers:
+            if header[0][0] in _MAYBE_OURS_CODES:
+                if candidate is not None:
+                    candidate = _SEVERAL
+                    break
+                candidate = header
     except IndexError:
-        pass  # an empty name: the careful path below keeps it as it is
+        candidate = _SEVERAL  # an empty name: the careful path keeps it as it is
+    if candidate is None:
+        return [*app_headers, *ours]
+    if candidate is not _SEVERAL and candidate[0] == _VARY:
+        out = [*app_headers, *ours]
+        out.remove(candidate)
+        app_vary: bytes | None = candidate[1]
+    else:
+        out, app_vary = _without_ours(app_headers)
+        out.extend(ours)
+    if app_vary is not None:
+        vary = ours[-1][1]
+        if vary == _ORIGIN_TOKEN:
+            merged = _MERGED_ORIGIN.get(app_vary)
+            if merged is None:
+                if len(_MERGED_ORIGIN) >= _MERGED_SIZE:
+                    _MERGED_ORIGIN.clear()
+                merged = _MERGED_ORIGIN[app_vary] = _merge_vary(app_vary, vary)
+        else:
+            merged = _merge_vary(app_vary, vary)
+        out[-1] = (_VARY, merged)
+    return out
+
+
+def _without_ours(app_headers: list[Any]) -> tuple[list[Any], bytes | None]:
+    """The app's headers without its CORS headers and Vary lines, and its Vary lines joined."""
     out: list[Any] = []
     app_vary: bytes | None = None
     for header in app_headers:
-        if header[0][:1] not in _MAYBE_OURS:
+        name = header[0]
+        if name[:1] not in _MAYBE_OURS:
             out.append(header)
             continue
-        name = header[0].lower()
+        name = name.lower()
         if name == _VARY:
             app_vary = header[1] if app_vary is None else app_vary + b", " + header[1]
         # The middleware is authoritative: what the app set itself would be a second,
         # possibly contradicting value (Fetch fails on two Allow-Origin values).
         elif not name.startswith(b"access-control-allow-") and name != b"access-control-expose-headers":
             out.append(header)
-    vary = ours[-1]
-    out.extend(ours[:-1])
-    out.append((_VARY, _merge_vary(app_vary, vary)))
-    return out
+    return out, app_vary
 
 
 class CORSMiddleware:
@@ -260,63 +293,38 @@ class CORSMiddleware:
         self._refusals_logged = LogRate(self.policy.clock)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope_type = scope["type"]
-        policy = self._route(scope["path"]) if self.routes and scope_type != "lifespan" else self.policy
-        if scope_type != "http":
-            if scope_type == "lifespan":
-                await self._lifespan(scope, receive, send)
-            elif scope_type == "websocket" and self.check_websocket_origin:
-                await self._websocket(policy, scope, receive, send)
-            else:  # WebSocket handshakes are not CORS (see docs/security.md).
-                await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self._not_http(scope, receive, send)
             return
-
+        policy = self._route(scope["path"]) if self.routes else self.policy
         origin: bytes | None = None
-        request_method: bytes | None = None
-        request_headers: bytes | None = None
-        private_network = False
         if scope["method"] != "OPTIONS":
             # Not a preflight: only Origin matters. A comparison per header (bytes of another
             # length differ at once), and all of them: a second Origin must be seen.
             for name, value in scope["headers"]:
-                if name == _ORIGIN:
+                if name == b"origin":
                     # Two Origin headers are never sent by a browser: refuse, never pick one.
                     origin = value if origin is None else _DUPLICATE
         else:
             origin, request_method, request_headers, private_network = _read_preflight(scope["headers"])
+            if origin is not None and request_method is not None:
+                text = origin.decode("latin-1")
+                rule = policy.lookup(text, scope)
+                if isinstance(rule, Pending):
+                    rule = await policy.resolve(text, scope)
+                await self._answer_preflight(
+                    policy, text, rule, request_method, request_headers, private_network, scope, send
+                )
+                return
 
         if origin is None:
             ours = _ONLY_VARY_ORIGIN
-        elif request_method is not None and scope["method"] == "OPTIONS":
-            text = origin.decode("latin-1")
-            rule = policy.lookup(text, scope)
-            if isinstance(rule, Pending):
-                rule = await policy.resolve(text, scope)
-            await self._answer_preflight(
-                policy, text, rule, request_method, request_headers, private_network, scope, send
-            )
-            return
         else:
             answer = policy.actual_response(origin, scope)  # the CORS headers, Vary last
-            if answer is PENDING:
-                text = origin.decode("latin-1")
-                rule = await policy.resolve(text, scope)
-                answer = policy.actual_response_for(origin, rule)
-                if policy.decision_listeners or (len(answer) == 1 and logger.isEnabledFor(logging.INFO)):
-                    self._tell(policy, text, len(answer) > 1, scope, rule=rule)  # not asked twice
-            # With no listener and no refusal to log, this is one attribute check more.
-            elif policy.decision_listeners or (
-                len(answer) == 1 and logger.isEnabledFor(logging.INFO)  # type: ignore[arg-type]
-            ):
-                allowed = len(answer) > 1  # type: ignore[arg-type]
-                self._tell(policy, origin.decode("latin-1"), allowed, scope, rule=PENDING)
+            # One attribute check more than the answer when nobody listens and it is allowed.
+            if answer is PENDING or policy.observed or (len(answer) == 1 and logger.isEnabledFor(_INFO)):  # type: ignore[arg-type]
+                answer = await self._actual_observed(policy, origin, answer, scope)
             ours = answer  # type: ignore[assignment]
-            shadow = policy.shadow
-            if shadow is not None:
-                # The shadow's own fast path first: agreeing costs a dict read, not a coroutine.
-                would = shadow.actual_response(origin, scope)
-                if would is PENDING or len(would) != len(ours):  # type: ignore[arg-type]
-                    await policy.observe(origin, len(ours) > 1, scope)
 
         # A plain function returning send's awaitable: one coroutine per message, not two.
         def send_with_cors(message: Message) -> Awaitable[None]:
@@ -328,6 +336,36 @@ class CORSMiddleware:
             return send(message)
 
         await self.app(scope, receive, send_with_cors)
+
+    async def _actual_observed(
+        self, policy: Policy, origin: bytes, answer: list[tuple[bytes, bytes]] | Pending, scope: Scope
+    ) -> list[tuple[bytes, bytes]]:
+        """An actual request's answer once loads and predicates are done, told to the decision
+        listeners (and the log, when refused) and to the shadow policy."""
+        text = origin.decode("latin-1")
+        rule: str | Pending | None = PENDING
+        if isinstance(answer, Pending):
+            rule = await policy.resolve(text, scope)
+            answer = policy.actual_response_for(origin, rule)
+        if policy.decision_listeners or (len(answer) == 1 and logger.isEnabledFor(_INFO)):
+            self._tell(policy, text, len(answer) > 1, scope, rule=rule)  # PENDING: looked up again
+        shadow = policy.shadow
+        if shadow is not None:
+            # The shadow's own fast path first: agreeing costs a dict read, not a coroutine.
+            would = shadow.actual_response(origin, scope)
+            if isinstance(would, Pending) or len(would) != len(answer):
+                await policy.observe(origin, len(answer) > 1, scope)
+        return answer
+
+    async def _not_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope_type = scope["type"]
+        if scope_type == "lifespan":
+            await self._lifespan(scope, receive, send)
+        elif scope_type == "websocket" and self.check_websocket_origin:
+            policy = self._route(scope["path"]) if self.routes else self.policy
+            await self._websocket(policy, scope, receive, send)
+        else:  # WebSocket handshakes are not CORS (see docs/security.md).
+            await self.app(scope, receive, send)
 
     async def _answer_preflight(
         self,

@@ -329,6 +329,9 @@ class Policy:
         # Replaced, never mutated: a request iterates the tuple it read while another thread
         # subscribes. Empty (falsy) is what the middleware checks: one attribute per request.
         self.decision_listeners: tuple[Callable[[DecisionEvent], object], ...] = ()
+        # True when a decision listener or a shadow policy wants to hear about requests: the
+        # one attribute the middleware checks for both, per request.
+        self.observed = shadow is not None
         self._listener_errors = LogRate(self.clock)
         self._regex = regex_rules
         self._resolver = Resolver(
@@ -463,12 +466,14 @@ class Policy:
         """
         check_listener(listener, "decision", "event", "DecisionEvent")
         self.decision_listeners = (*self.decision_listeners, listener)
+        self.observed = True
 
         def unsubscribe() -> None:
             listeners = list(self.decision_listeners)
             if listener in listeners:
                 listeners.remove(listener)
                 self.decision_listeners = tuple(listeners)
+                self.observed = bool(listeners) or self.shadow is not None
 
         return unsubscribe
 

@@ -1,0 +1,87 @@
+"""Bounded memos: what one allowlist snapshot has learned about the origins it has seen.
+
+Each memo belongs to one `State` of the resolver, so a swap, a refresh or a load that
+changed the rules starts empty ones: nothing a memo holds can outlive the allowlist it was
+learned from. A memo is cleared when full, so a flood of distinct origins keeps at most
+``size`` entries (and clearing is cheaper per request than any eviction order). The request
+path reads ``entries`` directly: a dict read, not a method call.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable
+from typing import Final, Generic, TypeVar
+
+from .types import Clock
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+MEMO_SIZE: Final = 4096
+
+
+class Memo(Generic[K, V]):
+    """Answers that hold as long as the snapshot: a plain dict, bounded.
+
+    Examples:
+        >>> memo: Memo[str, int] = Memo(size=2)
+        >>> memo.put("a", 1); memo.put("b", 2); memo.entries
+        {'a': 1, 'b': 2}
+        >>> memo.put("c", 3); memo.entries  # full: cleared first
+        {'c': 3}
+    """
+
+    __slots__ = ("entries", "size")
+
+    def __init__(self, size: int = MEMO_SIZE) -> None:
+        self.entries: dict[K, V] = {}
+        self.size = size
+
+    def put(self, key: K, value: V) -> None:
+        entries = self.entries
+        if len(entries) >= self.size:
+            entries.clear()
+        entries[key] = value
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+class TimedMemo(Generic[K, V]):
+    """Answers that expire before the snapshot does (a predicate's cached answer, folded in).
+
+    Examples:
+        >>> from corsengine.testing import FakeClock
+        >>> clock = FakeClock()
+        >>> memo: TimedMemo[str, str | None] = TimedMemo(clock)
+        >>> memo.put("https://a.example", "partners", until=clock() + 60)
+        >>> memo.get("https://a.example", "unknown")
+        'partners'
+        >>> clock.advance(60)
+        >>> memo.get("https://a.example", "unknown")
+        'unknown'
+    """
+
+    __slots__ = ("clock", "entries", "size")
+
+    def __init__(self, clock: Clock, size: int = MEMO_SIZE) -> None:
+        self.entries: dict[K, tuple[V, float]] = {}
+        self.clock = clock
+        self.size = size
+
+    def get(self, key: K, default: V) -> V:
+        """The value of ``key`` while it lives, else ``default`` (one clock read on a hit)."""
+        entry = self.entries.get(key)
+        if entry is None or entry[1] <= self.clock():
+            return default
+        return entry[0]
+
+    def put(self, key: K, value: V, *, until: float = math.inf) -> None:
+        entries = self.entries
+        if len(entries) >= self.size:
+            entries.clear()
+        entries[key] = (value, until)
+
+    def __len__(self) -> int:
+        return len(self.entries)
