@@ -45,8 +45,8 @@ from benchmarks.apps import (
     vary_app,
 )
 from corsengine import Policy, providers
+from corsengine._memo import MEMO_SIZE
 from corsengine._policy import PENDING
-from corsengine._resolver import MEMO_SIZE
 
 SIZES = (1, 100, 10_000)
 # Dynamic providers are compared with a static list at this size, the size of the Starlette target.
@@ -346,7 +346,7 @@ def run_flood(runner: Runner) -> FloodResult:
     state = policy._resolver.state
     (asker,) = state.predicates
     return FloodResult(
-        count, cache_size, len(asker.answers), MEMO_SIZE, len(state.memo), early_peak, peak, seconds
+        count, cache_size, len(asker.answers), MEMO_SIZE, len(state.memos.verdicts), early_peak, peak, seconds
     )
 
 

@@ -11,14 +11,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable
-from typing import Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Final, Generic, TypeVar
 
 from .types import Clock
 
+if TYPE_CHECKING:
+    from ._decide import Headers, PreflightAnswer
+
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+D = TypeVar("D")
 
 MEMO_SIZE: Final = 4096
+PREFLIGHT_MEMO_SIZE: Final = 1024
+PreflightKey = tuple[bytes, bytes, bytes | None, bool]
 
 
 class Memo(Generic[K, V]):
@@ -70,7 +76,7 @@ class TimedMemo(Generic[K, V]):
         self.clock = clock
         self.size = size
 
-    def get(self, key: K, default: V) -> V:
+    def get(self, key: K, default: D) -> V | D:
         """The value of ``key`` while it lives, else ``default`` (one clock read on a hit)."""
         entry = self.entries.get(key)
         if entry is None or entry[1] <= self.clock():
@@ -85,3 +91,37 @@ class TimedMemo(Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self.entries)
+
+
+class Malformed:
+    """What the rules say of an Origin that is not a serialized origin: refused unread."""
+
+    __repr__ = object.__repr__
+
+
+MALFORMED: Final = Malformed()
+
+Verdict = str | None | Malformed
+"""What an allowlist's rules say of one origin: the rule allowing it, None, or MALFORMED."""
+
+
+class Memos:
+    """Every memo of one allowlist snapshot (see `State`)."""
+
+    __slots__ = ("answers", "decisions", "folded", "preflights", "timed_answers", "verdicts")
+
+    def __init__(self, clock: Clock) -> None:
+        # Origin -> what the rules say: holds as long as the snapshot.
+        self.verdicts: Memo[str, Verdict] = Memo()
+        # Origin -> the predicates' answer, when they decide from the origin alone.
+        self.folded: TimedMemo[str, str | None] = TimedMemo(clock)
+        # Origin bytes -> an actual response's CORS headers (Vary last), from the rules...
+        self.answers: Memo[bytes, Headers] = Memo()
+        # ...or from a folded predicate answer, until it expires.
+        self.timed_answers: TimedMemo[bytes, Headers | None] = TimedMemo(clock)
+        # (Origin, -Request-Method, -Request-Headers, -Private-Network) as sent -> the preflight's
+        # encoded answer, when the rules decided the origin.
+        self.preflights: Memo[PreflightKey, PreflightAnswer] = Memo(PREFLIGHT_MEMO_SIZE)
+        # The same with the rule, whoever decided it (a predicate's answer is never reused
+        # unless the rule is the same).
+        self.decisions: Memo[tuple[PreflightKey, str | None], PreflightAnswer] = Memo(PREFLIGHT_MEMO_SIZE)

@@ -8,10 +8,12 @@ from typing import Any
 
 import anyio
 
+from ._decide import MAX_REQUEST_HEADERS_LENGTH, PreflightAnswer
 from ._events import DecisionEvent, RequestKind
-from ._origin import MAX_ORIGIN_LENGTH, quote
-from ._policy import MAX_REQUEST_HEADERS_LENGTH, PENDING, OriginsSpec, Pending, Policy
+from ._origin import quote
+from ._policy import PENDING, Pending, Policy
 from ._ratelimit import LogRate
+from ._settings import DEFAULTS, OriginsSpec
 from .exceptions import ConfigurationError, Problem
 from .types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,8 +27,6 @@ _VARY = b"vary"
 _ORIGIN_TOKEN = b"Origin"
 _VARY_ORIGIN = (_VARY, _ORIGIN_TOKEN)
 _ONLY_VARY_ORIGIN = [_VARY_ORIGIN]  # what a response to a request without an Origin gets
-_CONTENT_TYPE = (b"content-type", b"text/plain; charset=utf-8")
-_PREFLIGHT_MEMO_SIZE = 1024
 # The app's Vary value -> that value with Origin merged in: apps send few distinct values.
 _MERGED_ORIGIN: dict[bytes, bytes] = {}
 _MERGED_SIZE = 256
@@ -112,10 +112,6 @@ def _read_preflight(
         else:
             private_network = True
     return origin, request_method, request_headers, private_network
-
-
-def _encode(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
-    return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
 
 
 def _merge_vary(current: bytes | None, ours: bytes) -> bytes:
@@ -234,16 +230,16 @@ class CORSMiddleware:
     def __init__(
         self,
         app: ASGIApp,
-        allow_origins: OriginsSpec = (),
-        allow_methods: Iterable[str] = ("GET",),
-        allow_headers: Iterable[str] = (),
-        allow_credentials: bool = False,
-        allow_origin_regex: str | None = None,
-        allow_private_network: bool = False,
-        expose_headers: Iterable[str] = (),
-        max_age: int = 600,
+        allow_origins: OriginsSpec = DEFAULTS["allow_origins"],
+        allow_methods: Iterable[str] = DEFAULTS["allow_methods"],
+        allow_headers: Iterable[str] = DEFAULTS["allow_headers"],
+        allow_credentials: bool = DEFAULTS["allow_credentials"],
+        allow_origin_regex: str | None = DEFAULTS["allow_origin_regex"],
+        allow_private_network: bool = DEFAULTS["allow_private_network"],
+        expose_headers: Iterable[str] = DEFAULTS["expose_headers"],
+        max_age: int = DEFAULTS["max_age"],
         *,
-        preflight_status: int = 200,
+        preflight_status: int = DEFAULTS["preflight_status"],
         policy: Policy | None = None,
         routes: Mapping[str, Policy] | None = None,
         check_websocket_origin: bool = False,
@@ -258,26 +254,20 @@ class CORSMiddleware:
                     )
                 ]
             )
+        options: dict[str, Any] = {
+            "allow_origins": allow_origins,
+            "allow_methods": allow_methods,
+            "allow_headers": allow_headers,
+            "allow_credentials": allow_credentials,
+            "allow_origin_regex": allow_origin_regex,
+            "allow_private_network": allow_private_network,
+            "expose_headers": expose_headers,
+            "max_age": max_age,
+            "preflight_status": preflight_status,
+        }
         if policy is None:
-            policy = Policy(
-                allow_origins,
-                allow_methods,
-                allow_headers,
-                allow_credentials,
-                allow_origin_regex,
-                allow_private_network,
-                expose_headers,
-                max_age,
-                preflight_status=preflight_status,
-                starlette_compatible=True,
-            )
-        elif (allow_origins, allow_methods, allow_headers, allow_credentials, allow_origin_regex) != (
-            (),
-            ("GET",),
-            (),
-            False,
-            None,
-        ) or (allow_private_network, expose_headers, max_age, preflight_status) != (False, (), 600, 200):
+            policy = Policy(**options, starlette_compatible=True)
+        elif options != DEFAULTS:
             raise TypeError("pass either policy= or the CORS keyword arguments, not both")
         self.app = app
         self.policy = policy
@@ -285,9 +275,6 @@ class CORSMiddleware:
         # The first segment of every route: most paths are under none, and are told at once.
         self._route_heads = frozenset(_first_segment(prefix) for prefix in self.routes)
         self.check_websocket_origin = check_websocket_origin
-        self._preflights: dict[
-            tuple[object, ...], tuple[int, tuple[tuple[bytes, bytes], ...], bytes, tuple[str, ...]]
-        ] = {}
         # Refused origins are logged at INFO once per origin and kind a minute, 20 lines a
         # minute in all: a flood of distinct origins cannot fill the disk.
         self._refusals_logged = LogRate(self.policy.clock)
@@ -308,23 +295,32 @@ class CORSMiddleware:
         else:
             origin, request_method, request_headers, private_network = _read_preflight(scope["headers"])
             if origin is not None and request_method is not None:
-                text = origin.decode("latin-1")
-                rule = policy.lookup(text, scope)
-                if isinstance(rule, Pending):
-                    rule = await policy.resolve(text, scope)
-                await self._answer_preflight(
-                    policy, text, rule, request_method, request_headers, private_network, scope, send
+                # Fetch: the app never sees a preflight; the answer is ours alone.
+                key = (origin, request_method, request_headers, private_network)
+                preflight = policy.preflights.get(key)
+                if (
+                    preflight is None
+                    or policy.observed
+                    or (preflight.failures and logger.isEnabledFor(_INFO))
+                ):
+                    preflight = await self._preflight_observed(policy, key, preflight, scope)
+                # A fresh list each time: outer middleware may edit the headers in place.
+                await send(
+                    {"type": "http.response.start", "status": preflight[0], "headers": [*preflight[1]]}
                 )
+                await send({"type": "http.response.body", "body": preflight[2]})
                 return
 
         if origin is None:
             ours = _ONLY_VARY_ORIGIN
         else:
-            answer = policy.actual_response(origin, scope)  # the CORS headers, Vary last
-            # One attribute check more than the answer when nobody listens and it is allowed.
-            if answer is PENDING or policy.observed or (len(answer) == 1 and logger.isEnabledFor(_INFO)):  # type: ignore[arg-type]
-                answer = await self._actual_observed(policy, origin, answer, scope)
-            ours = answer  # type: ignore[assignment]
+            # The CORS headers, Vary last: prepared in the snapshot, or asked for.
+            answer = policy.answers.get(origin)
+            if answer is None:
+                answer = await self._actual(policy, origin, scope)
+            elif policy.observed or (len(answer) == 1 and logger.isEnabledFor(_INFO)):
+                await self._observe_actual(policy, origin, answer, PENDING, scope)
+            ours = answer
 
         # A plain function returning send's awaitable: one coroutine per message, not two.
         def send_with_cors(message: Message) -> Awaitable[None]:
@@ -337,25 +333,35 @@ class CORSMiddleware:
 
         await self.app(scope, receive, send_with_cors)
 
-    async def _actual_observed(
-        self, policy: Policy, origin: bytes, answer: list[tuple[bytes, bytes]] | Pending, scope: Scope
-    ) -> list[tuple[bytes, bytes]]:
-        """An actual request's answer once loads and predicates are done, told to the decision
-        listeners (and the log, when refused) and to the shadow policy."""
-        text = origin.decode("latin-1")
-        rule: str | Pending | None = PENDING
+    async def _actual(self, policy: Policy, origin: bytes, scope: Scope) -> list[tuple[bytes, bytes]]:
+        """An actual request's CORS headers when the snapshot has none prepared."""
+        answer = policy.actual_response(origin, scope)
+        rule: str | Pending | None = PENDING  # the event looks it up again
         if isinstance(answer, Pending):
-            rule = await policy.resolve(text, scope)
+            rule = await policy.resolve(origin.decode("latin-1"), scope)
             answer = policy.actual_response_for(origin, rule)
+        if policy.observed or (len(answer) == 1 and logger.isEnabledFor(_INFO)):
+            await self._observe_actual(policy, origin, answer, rule, scope)
+        return answer
+
+    async def _observe_actual(
+        self,
+        policy: Policy,
+        origin: bytes,
+        answer: list[tuple[bytes, bytes]],
+        rule: str | Pending | None,
+        scope: Scope,
+    ) -> None:
+        """Tell an actual request's answer to the decision listeners (and the log, when
+        refused) and to the shadow policy."""
         if policy.decision_listeners or (len(answer) == 1 and logger.isEnabledFor(_INFO)):
-            self._tell(policy, text, len(answer) > 1, scope, rule=rule)  # PENDING: looked up again
+            self._tell(policy, origin.decode("latin-1"), len(answer) > 1, scope, rule=rule)
         shadow = policy.shadow
         if shadow is not None:
             # The shadow's own fast path first: agreeing costs a dict read, not a coroutine.
             would = shadow.actual_response(origin, scope)
             if isinstance(would, Pending) or len(would) != len(answer):
                 await policy.observe(origin, len(answer) > 1, scope)
-        return answer
 
     async def _not_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope_type = scope["type"]
@@ -367,65 +373,45 @@ class CORSMiddleware:
         else:  # WebSocket handshakes are not CORS (see docs/security.md).
             await self.app(scope, receive, send)
 
-    async def _answer_preflight(
+    async def _preflight_observed(
         self,
         policy: Policy,
-        origin: str,
-        rule: str | None,
-        request_method: bytes,
-        request_headers: bytes | None,
-        private_network: bool,
+        key: tuple[bytes, bytes, bytes | None, bool],
+        answer: PreflightAnswer | None,
         scope: Scope,
-        send: Send,
-    ) -> None:
-        # Fetch: the app never sees a preflight; the answer is ours alone. The answer is a
-        # pure function of these inputs (the rule already reflects the current allowlist),
-        # so encoded answers are memoized, bounded.
-        key = (policy, origin, rule, request_method, request_headers, private_network, policy.vary)
-        answer = self._preflights.get(key)
+    ) -> PreflightAnswer:
+        """A preflight's answer when the snapshot has none prepared, told to the decision
+        listeners (and the log, when refused) and to the shadow policy."""
+        origin, request_method, request_headers, private_network = key
+        rule: str | Pending | None = PENDING  # the event looks it up again
         if answer is None:
-            decision = policy.decide(
-                origin,
-                rule,
-                request_method.decode("latin-1"),
-                request_headers.decode("latin-1") if request_headers is not None else None,
-                True,
-                private_network,
-                explain=False,
-            )
-            body = (decision.body or "").encode("utf-8")
-            headers = _encode(decision.headers.items())
-            if decision.status != 204:  # RFC 9110 8.6: no Content-Length on a 204
-                headers.append((b"content-length", str(len(body)).encode("latin-1")))
-                headers.append(_CONTENT_TYPE)
-            answer = (decision.status or 400, tuple(headers), body, decision.failures)
-            # Oversized values are refused at once; keeping them would let a flood pin
-            # _PREFLIGHT_MEMO_SIZE times a server's header limit in memory.
-            if len(origin) <= MAX_ORIGIN_LENGTH and len(request_headers or b"") <= MAX_REQUEST_HEADERS_LENGTH:
-                if len(self._preflights) >= _PREFLIGHT_MEMO_SIZE:
-                    self._preflights.clear()
-                self._preflights[key] = answer
-        status, headers_tuple, body, failures = answer
+            found = policy.preflight_response(origin, request_method, request_headers, private_network, scope)
+            if isinstance(found, Pending):
+                rule = await policy.resolve(origin.decode("latin-1"), scope)
+                found = policy.preflight_response_for(
+                    origin, rule, request_method, request_headers, private_network
+                )
+            answer = found
+        method = request_method.decode("latin-1")
+        asked = request_headers.decode("latin-1") if request_headers is not None else None
         if policy.shadow is not None:
-            asked = request_headers.decode("latin-1") if request_headers is not None else None
-            preflight = (request_method.decode("latin-1"), asked, private_network)
-            await policy.observe(origin.encode("latin-1"), status < 300, None, preflight=preflight)
-        if policy.decision_listeners or (failures and logger.isEnabledFor(logging.INFO)):
+            await policy.observe(
+                origin, answer.status < 300, None, preflight=(method, asked, private_network)
+            )
+        if policy.decision_listeners or (answer.failures and logger.isEnabledFor(_INFO)):
             self._tell(
                 policy,
-                origin,
-                not failures,
+                origin.decode("latin-1"),
+                not answer.failures,
                 scope,
                 rule=rule,
                 request="preflight",
-                method=request_method.decode("latin-1"),
-                request_headers=request_headers.decode("latin-1") if request_headers is not None else None,
+                method=method,
+                request_headers=asked,
                 private_network=private_network,
-                failures=failures,
+                failures=answer.failures,
             )
-        # A fresh list each time: outer middleware may edit the headers in place.
-        await send({"type": "http.response.start", "status": status, "headers": list(headers_tuple)})
-        await send({"type": "http.response.body", "body": body})
+        return answer
 
     async def _websocket(self, policy: Policy, scope: Scope, receive: Receive, send: Send) -> None:
         """Refuse a WebSocket handshake from an Origin the policy does not allow.

@@ -1,8 +1,10 @@
-"""Policy and Decision: the CORS rules, compiled once, evaluated from plain strings.
+"""Policy: the CORS rules of one allowlist, and the request API every adapter calls.
 
-The policy's request API (``lookup``, ``resolve``, ``actual_headers``, ``decide``) is what
-every adapter calls: ``evaluate()``, the ASGI middleware, the CLI and the pytest plugin take
-the same path to a decision.
+A `Policy` holds three things: its `Settings` (validated and compiled once, `_settings.py`),
+a `Resolver` serving the allowlist's current snapshot (`_resolver.py`), and the memos of that
+snapshot (`_memo.py`). Its request API finds the rule that allows an origin (``lookup``,
+``resolve``) and hands it to the pure decision functions (`_decide.py`): ``evaluate()``, the
+ASGI middleware, the CLI and the pytest plugin all take that path to a decision.
 """
 
 from __future__ import annotations
@@ -10,63 +12,41 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import re
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, Final, Literal, TypeVar, cast
+from typing import Any, Final, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup
 
-from ._callables import accepts, check_listener, name_of
+from . import _decide
+from ._callables import check_listener, name_of
+from ._decide import MAX_REQUEST_HEADERS_LENGTH, Decision, Headers, PreflightAnswer
 from ._events import FAILURE_REASONS, DecisionEvent, Reason, RequestKind, RuleKind
-from ._origin import MAX_ORIGIN_LENGTH, describe_invalid_origin, parse_origin, quote
-from ._patterns import Rules, compile_regex
+from ._memo import MALFORMED, PreflightKey, Verdict
+from ._origin import MAX_ORIGIN_LENGTH, parse_origin
+from ._patterns import Rules
 from ._ratelimit import LogRate
-from ._resolver import (
-    DEFAULT_LOAD_TIMEOUT,
-    DEFAULT_MAX_STALE,
-    MEMO_SIZE,
-    Change,
-    Resolver,
-    SourceHealth,
-    State,
+from ._resolver import DEFAULT_LOAD_TIMEOUT, DEFAULT_MAX_STALE, Change, Resolver, SourceHealth, State
+from ._settings import (
+    DEFAULTS,
+    OriginsSpec,
+    accept_any_origin,
+    check_credentials,
+    compile_settings,
+    origins_provider,
+    static_rules,
+    with_regex,
 )
 from ._shadow import Disagreement, Flip, ShadowReport
 from .exceptions import ConfigurationError, Problem
-from .providers._base import UnionProvider
 from .providers._options import Options
-from .providers.dynamic import CallableProvider
-from .providers.static import StaticProvider, compile_or_raise, string_not_list
-from .types import Clock, Provider, Scope
+from .types import Clock, Scope
 
 T = TypeVar("T")
 logger = logging.getLogger("corsengine")
 
-# Starlette's list, so that allow_methods=["*"] means the same in the drop-in.
-ALL_METHODS: Final = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY")
-# Fetch: CORS-safelisted request headers, always allowed (Starlette lists them too).
-SAFELISTED_HEADERS: Final = ("Accept", "Accept-Language", "Content-Language", "Content-Type")
-PREFLIGHT_VARY: Final = (
-    "Origin, Access-Control-Request-Method, Access-Control-Request-Headers, "
-    "Access-Control-Request-Private-Network"
-)
-# A browser sends a short, sorted list; anything longer is refused unread (rs/cors CVE-2025-47908).
-MAX_REQUEST_HEADERS_LENGTH: Final = 1024
-MAX_MAX_AGE: Final = 86400
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-# Origins no allowlist has reason to allow together: a regex that fully matches two of them
-# allows (nearly) every origin, which with credentials is E012's misconfiguration.
-_PROBE_ORIGINS: Final = (
-    "https://corsengine-probe.invalid",
-    "http://attacker.example.net",
-    "https://xn--80ak6aa92e.xn--p1ai",
-    "http://198.51.100.7:8080",
-)
-
-Kind = Literal["preflight", "actual", "not-cors"]
-OriginsSpec = Iterable[str] | Callable[[], Any] | Provider
+__all__ = ["PENDING", "Decision", "OriginsSpec", "Pending", "Policy"]
 
 
 class Pending:
@@ -76,85 +56,9 @@ class Pending:
 
 
 PENDING: Final = Pending()
-MALFORMED: Final = object()  # the Origin is not a canonical serialized origin
 _MISSING: Final = object()
 _NEVER: Final = math.inf
-_ACAO: Final = b"access-control-allow-origin"
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """What corsengine does with one request, and why.
-
-    ``headers`` are the CORS response headers in the order they are sent (``Vary`` is
-    merged into the app's own ``Vary`` by the middleware). ``status`` and ``body`` are set
-    for preflights, which the middleware answers itself.
-
-    Examples:
-        >>> from corsengine import Policy
-        >>> policy = Policy(["https://app.example.com"], allow_credentials=True, expose_headers=["X-Total"])
-        >>> decision = policy.evaluate("https://app.example.com")
-        >>> decision.allowed, decision.kind, decision.rule
-        (True, 'actual', 'https://app.example.com')
-        >>> dict(decision.headers)  # doctest: +NORMALIZE_WHITESPACE
-        {'Access-Control-Allow-Origin': 'https://app.example.com', 'Access-Control-Allow-Credentials': 'true',
-         'Access-Control-Expose-Headers': 'X-Total', 'Vary': 'Origin'}
-        >>> refused = policy.evaluate("https://evil.example")
-        >>> bool(refused), refused.reason
-        (False, "origin 'https://evil.example' matches no rule")
-    """
-
-    allowed: bool
-    kind: Kind
-    reason: str
-    headers: Mapping[str, str]
-    status: int | None = None
-    body: str | None = None
-    failures: tuple[str, ...] = ()
-    rule: str | None = None
-
-    def __bool__(self) -> bool:
-        return self.allowed
-
-
-def _names(name: str, value: object, code: str, problems: list[Problem]) -> list[str]:
-    """The HTTP tokens of a list option (methods, header names), every bad entry reported."""
-    if isinstance(value, str):
-        problems.append(string_not_list(name, value))
-        return []
-    if isinstance(value, bytes) or not isinstance(value, Iterable):
-        problems.append(
-            Problem(
-                "corsengine.E016",
-                f"{name} is a {type(value).__name__}, not a list",
-                f"pass a list of names, e.g. {name}=['X-Token']",
-            )
-        )
-        return []
-    out = []
-    for item in value:
-        if not isinstance(item, str) or not _TOKEN.fullmatch(item):
-            problems.append(
-                Problem(
-                    code, f"{name} entry {item!r} is not a valid HTTP token", "check for spaces or commas"
-                )
-            )
-        else:
-            out.append(item)
-    return out
-
-
-def _flag(name: str, value: object, problems: list[Problem]) -> bool:
-    if not isinstance(value, bool):
-        problems.append(
-            Problem(
-                "corsengine.E019",
-                f"{name}={value!r} is not True or False",
-                f"a string such as 'false' is truthy; write {name}=True or {name}=False",
-            )
-        )
-        return False
-    return value
+_NO_ANSWERS: Final[Mapping[Any, Any]] = {}  # what a snapshot that can expire offers: never written
 
 
 def _run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -171,13 +75,6 @@ def _run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
         "this policy needs I/O to answer (a first load or an async predicate) and an event loop "
         "is running: use 'await policy.aevaluate(...)' instead of evaluate()"
     )
-
-
-def allows_any_origin(rules: Rules) -> bool:
-    """True when ``rules`` allow every origin: ``*``, or a regex matching unrelated probes."""
-    if rules.allow_all:
-        return True
-    return any(sum(1 for probe in _PROBE_ORIGINS if regex.fullmatch(probe)) >= 2 for regex in rules.regexes)
 
 
 class Policy:
@@ -208,18 +105,25 @@ class Policy:
     a catch-all regex) mirrors the origin and is reported in the log instead of refused.
     """
 
+    # The snapshot's prepared answers, for adapters to read before asking: an Origin's
+    # actual-response headers (Vary last), and a preflight's encoded answer keyed by
+    # (Origin, -Request-Method, -Request-Headers, -Private-Network) as sent. Empty while
+    # the allowlist can expire (a TTL): then actual_response() and preflight_response() ask.
+    answers: Mapping[bytes, Headers]
+    preflights: Mapping[PreflightKey, PreflightAnswer]
+
     def __init__(
         self,
-        allow_origins: OriginsSpec = (),
-        allow_methods: Iterable[str] = ("GET",),
-        allow_headers: Iterable[str] = (),
-        allow_credentials: bool = False,
-        allow_origin_regex: str | None = None,
-        allow_private_network: bool = False,
-        expose_headers: Iterable[str] = (),
-        max_age: int = 600,
+        allow_origins: OriginsSpec = DEFAULTS["allow_origins"],
+        allow_methods: Iterable[str] = DEFAULTS["allow_methods"],
+        allow_headers: Iterable[str] = DEFAULTS["allow_headers"],
+        allow_credentials: bool = DEFAULTS["allow_credentials"],
+        allow_origin_regex: str | None = DEFAULTS["allow_origin_regex"],
+        allow_private_network: bool = DEFAULTS["allow_private_network"],
+        expose_headers: Iterable[str] = DEFAULTS["expose_headers"],
+        max_age: int = DEFAULTS["max_age"],
         *,
-        preflight_status: int = 200,
+        preflight_status: int = DEFAULTS["preflight_status"],
         unsafe_allow_any_origin_with_credentials: bool = False,
         starlette_compatible: bool = False,
         timeout: float = DEFAULT_LOAD_TIMEOUT,
@@ -236,179 +140,96 @@ class Policy:
                     "pass the candidate as shadow=Policy(...)",
                 )
             )
-        self.allow_credentials = _flag("allow_credentials", allow_credentials, problems)
-        self.allow_private_network = _flag("allow_private_network", allow_private_network, problems)
-        self.starlette_compatible = _flag("starlette_compatible", starlette_compatible, problems)
-        self.unsafe_allow_any_origin_with_credentials = _flag(
-            "unsafe_allow_any_origin_with_credentials", unsafe_allow_any_origin_with_credentials, problems
+        settings, origins = compile_settings(
+            allow_origins=allow_origins,
+            allow_methods=allow_methods,
+            allow_headers=allow_headers,
+            allow_credentials=allow_credentials,
+            allow_origin_regex=allow_origin_regex,
+            allow_private_network=allow_private_network,
+            expose_headers=expose_headers,
+            max_age=max_age,
+            preflight_status=preflight_status,
+            unsafe_allow_any_origin_with_credentials=unsafe_allow_any_origin_with_credentials,
+            starlette_compatible=starlette_compatible,
+            problems=problems,
         )
-        origins = self._origins_provider(allow_origins, problems)
-        regex_rules = Rules()
-        if allow_origin_regex is not None:
-            regex = compile_regex(allow_origin_regex, problems)
-            regex_rules = Rules(regexes=(regex,)) if regex is not None else regex_rules
-
-        methods = _names("allow_methods", allow_methods, "corsengine.E014", problems)
-        if "*" in methods:
-            methods = list(ALL_METHODS)
-        headers = _names("allow_headers", allow_headers, "corsengine.E015", problems)
-        expose = _names("expose_headers", expose_headers, "corsengine.E015", problems)
-        if "*" in expose and self.allow_credentials:
-            problems.append(
-                Problem(
-                    "corsengine.E023",
-                    "expose_headers=['*'] with allow_credentials=True exposes no header at all",
-                    "Fetch reads '*' as a header literally named '*' on credentialed responses; "
-                    "list the headers to expose, e.g. expose_headers=['X-Total']",
-                )
-            )
-
-        if isinstance(max_age, bool) or not isinstance(max_age, int) or not 0 <= max_age <= MAX_MAX_AGE:
-            problems.append(
-                Problem(
-                    "corsengine.E009",
-                    f"max_age={max_age!r} is out of range",
-                    f"use whole seconds from 0 to {MAX_MAX_AGE}; browsers cap it lower anyway",
-                )
-            )
-        if isinstance(preflight_status, bool) or preflight_status not in range(200, 300):
-            problems.append(
-                Problem(
-                    "corsengine.E013",
-                    f"preflight_status={preflight_status!r} is not 2xx",
-                    "Fetch fails a preflight whose status is not ok (200-299); use 200 or 204",
-                )
-            )
         options = Options("Policy")
         options.seconds("timeout", timeout, example=DEFAULT_LOAD_TIMEOUT)
         options.seconds("max_stale", max_stale, example=DEFAULT_MAX_STALE, zero=True)
         problems.extend(options.problems)
-        static = origins.rules if isinstance(origins, StaticProvider) else Rules()
-        self._check_credentials(static | regex_rules, problems)
+        check_credentials(settings, static_rules(origins) | settings.regex, problems)
         if problems:
             raise ConfigurationError(problems)
-
-        if self.allow_credentials and self.starlette_compatible and allows_any_origin(static | regex_rules):
-            # Starlette mirrors the origin here; kept so that migrating works, but said loudly.
-            self.unsafe_allow_any_origin_with_credentials = True
-            logger.warning(
-                "corsengine: this CORS configuration lets every origin read credentialed responses "
-                "(allow_origins=['*'] or a catch-all allow_origin_regex with allow_credentials=True; "
-                "kept for Starlette compatibility): list the trusted origins instead"
-            )
-
-        self.allow_methods: tuple[str, ...] = tuple(methods)
-        self._methods = frozenset(methods)
-        self.allow_all_headers = "*" in headers
-        # Fetch: a "*" in Access-Control-Allow-Headers never covers Authorization; Starlette's
-        # "*" mirrors whatever is asked, Authorization included.
-        self._star_covers_authorization = self.starlette_compatible
-        explicit = [name for name in headers if name != "*"]
-        self.allow_headers: tuple[str, ...] = tuple(sorted(set(SAFELISTED_HEADERS) | set(explicit)))
-        self._headers = frozenset(name.lower() for name in self.allow_headers)
-        self.expose_headers = tuple(expose)
-        self.max_age = max_age
-        self.preflight_status = preflight_status
+        self.settings = accept_any_origin(settings, static_rules(origins) | settings.regex)
         self.clock: Clock = clock or time.monotonic
-
-        # Prepared once: the tail of every allowed actual response, and of every preflight.
-        actual: dict[str, str] = {}
-        if self.allow_credentials:
-            actual["Access-Control-Allow-Credentials"] = "true"
-        if self.expose_headers:
-            actual["Access-Control-Expose-Headers"] = ", ".join(self.expose_headers)
-        self._actual_tail: Mapping[str, str] = actual
-        self._encoded_tail = tuple(
-            (name.lower().encode(), value.encode("latin-1")) for name, value in actual.items()
-        )
-        self._methods_value = ", ".join(self.allow_methods)
-        self._headers_value = ", ".join(self.allow_headers)
-
         self.shadow = shadow
         self.shadow_report = ShadowReport(self.clock)
         # Replaced, never mutated: a request iterates the tuple it read while another thread
-        # subscribes. Empty (falsy) is what the middleware checks: one attribute per request.
+        # subscribes.
         self.decision_listeners: tuple[Callable[[DecisionEvent], object], ...] = ()
         # True when a decision listener or a shadow policy wants to hear about requests: the
         # one attribute the middleware checks for both, per request.
         self.observed = shadow is not None
         self._listener_errors = LogRate(self.clock)
-        self._regex = regex_rules
         self._resolver = Resolver(
-            self._combine(origins), clock=self.clock, timeout=timeout, max_stale=max_stale
+            with_regex(self.settings, origins),
+            clock=self.clock,
+            timeout=timeout,
+            max_stale=max_stale,
+            on_publish=self._published,
         )
 
-    # --- construction helpers --------------------------------------------------------
+    def _published(self, state: State) -> None:
+        # A snapshot that never expires offers its unconditional answers to adapters as they
+        # are; one with a deadline is asked through actual_response(), which reads the clock.
+        memos = state.memos
+        static = state.deadline == _NEVER
+        self.answers = memos.answers.entries if static else _NO_ANSWERS
+        self.preflights = memos.preflights.entries if static else _NO_ANSWERS
 
-    def _origins_provider(self, value: OriginsSpec, problems: list[Problem]) -> Provider:
-        if isinstance(value, str):
-            problems.append(string_not_list("allow_origins", value))
-        # A provider is anything with a load() method (the Provider protocol); asked directly,
-        # since isinstance() on a runtime-checkable protocol costs about 16 µs.
-        elif callable(getattr(value, "load", None)) and not isinstance(value, type):
-            return cast(Provider, value)
-        elif callable(value):
-            if accepts(value, 0) is False:
-                problems.append(
-                    Problem(
-                        "corsengine.E026",
-                        f"allow_origins is the function {name_of(value)}, which cannot be called without "
-                        "arguments",
-                        "allow_origins takes a zero-argument function returning a list of origins; "
-                        "to decide per origin, pass PredicateProvider(fn)",
-                    )
-                )
-                return StaticProvider()
-            try:
-                return CallableProvider(value)
-            except ConfigurationError as error:
-                problems.extend(error.problems)
-        elif isinstance(value, Iterable):
-            rules, found = compile_or_raise(value)
-            problems.extend(found)
-            return StaticProvider.from_rules(rules)
-        else:
-            problems.append(
-                Problem(
-                    "corsengine.E016",
-                    f"allow_origins is a {type(value).__name__}",
-                    "pass a list of origins, a zero-argument function, or a provider",
-                )
-            )
-        return StaticProvider()
+    # --- the settings, read-only ------------------------------------------------------
 
-    def _check_credentials(self, rules: Rules, problems: list[Problem]) -> None:
-        if not self.allow_credentials:
-            return
-        if (
-            allows_any_origin(rules)
-            and not self.unsafe_allow_any_origin_with_credentials
-            and not self.starlette_compatible
-        ):
-            what = "allow_origins=['*']" if rules.allow_all else "a catch-all allow_origin_regex"
-            problems.append(
-                Problem(
-                    "corsengine.E012",
-                    f"{what} with allow_credentials=True lets every site read authenticated responses",
-                    "list the trusted origins, or pass unsafe_allow_any_origin_with_credentials=True "
-                    "if that is really meant",
-                )
-            )
-        if "null" in rules.exact:
-            problems.append(
-                Problem(
-                    "corsengine.E011",
-                    "'null' is allowed together with credentials",
-                    "sandboxed iframes and file:// pages all send Origin: null; "
-                    "never trust it with credentials",
-                )
-            )
+    @property
+    def allow_credentials(self) -> bool:
+        return self.settings.allow_credentials
 
-    def _combine(self, origins: Provider) -> Provider:
-        # allow_origin_regex is its own member, so swap() replaces only allow_origins.
-        if not self._regex:
-            return origins
-        return UnionProvider([origins, StaticProvider.from_rules(self._regex)])
+    @property
+    def allow_private_network(self) -> bool:
+        return self.settings.allow_private_network
+
+    @property
+    def allow_methods(self) -> tuple[str, ...]:
+        return self.settings.allow_methods
+
+    @property
+    def allow_headers(self) -> tuple[str, ...]:
+        """The allowed request headers: the safelisted ones and those listed (``*`` aside)."""
+        return self.settings.allow_headers
+
+    @property
+    def allow_all_headers(self) -> bool:
+        return self.settings.allow_all_headers
+
+    @property
+    def expose_headers(self) -> tuple[str, ...]:
+        return self.settings.expose_headers
+
+    @property
+    def max_age(self) -> int:
+        return self.settings.max_age
+
+    @property
+    def preflight_status(self) -> int:
+        return self.settings.preflight_status
+
+    @property
+    def starlette_compatible(self) -> bool:
+        return self.settings.starlette_compatible
+
+    @property
+    def unsafe_allow_any_origin_with_credentials(self) -> bool:
+        return self.settings.unsafe_allow_any_origin_with_credentials
 
     # --- hot swap ---------------------------------------------------------------------
 
@@ -421,12 +242,11 @@ class Policy:
         is closed.
         """
         problems: list[Problem] = []
-        origins = self._origins_provider(allow_origins, problems)
-        if isinstance(origins, StaticProvider):
-            self._check_credentials(origins.rules, problems)
+        origins = origins_provider(allow_origins, problems)
+        check_credentials(self.settings, static_rules(origins), problems)
         if problems:
             raise ConfigurationError(problems)
-        self._resolver.swap(self._combine(origins))
+        self._resolver.swap(with_regex(self.settings, origins))
 
     def refresh(self) -> Awaitable[None]:
         """Reload every dynamic provider now and forget cached predicate answers.
@@ -555,7 +375,7 @@ class Policy:
         if rule == "null":
             return "credentials-null"
         # What the rules said is memoized: None for a well-formed origin they do not match.
-        verdict = self._resolver.state.memo.get(origin, _MISSING)
+        verdict = self._resolver.state.memos.verdicts.entries.get(origin, _MISSING)
         if verdict is MALFORMED:
             return "malformed-origin"
         unknown = verdict is _MISSING and origin != "null"
@@ -598,17 +418,15 @@ class Policy:
         """Stop background refreshes and close the providers."""
         await self._resolver.aclose()
 
-    # --- the request API: lookup, resolve, actual_headers, decide --------------------
+    # --- the request API: lookup, resolve, then the decision ---------------------------
 
     @staticmethod
-    def _rules_say(state: State, origin: str) -> object:
+    def _rules_say(state: State, origin: str) -> Verdict:
         """What the snapshot's rules say of ``origin``: a rule, None, or MALFORMED (memoized)."""
         if len(origin) > MAX_ORIGIN_LENGTH:
             return MALFORMED  # refused unread and never memoized: a flood of them keeps nothing
-        memo = state.memo
-        verdict = memo.get(origin, _MISSING)
-        if type(verdict) is tuple:
-            return None  # the rules said nothing; this is the predicates' answer, folded in
+        verdicts = state.memos.verdicts
+        verdict = verdicts.entries.get(origin, _MISSING)
         if verdict is _MISSING:
             rules = state.rules
             if origin in rules.exact:
@@ -617,10 +435,8 @@ class Policy:
                 # The grammar check comes before any pattern, regex or predicate sees it.
                 parsed = parse_origin(origin)
                 verdict = MALFORMED if parsed is None else rules.match(origin, parsed)
-            if len(memo) >= MEMO_SIZE:
-                memo.clear()  # bounded under a flood of distinct origins
-            memo[origin] = verdict
-        return verdict
+            verdicts.put(origin, verdict)
+        return verdict  # type: ignore[return-value]
 
     def lookup(self, origin: str, scope: Scope | None = None) -> str | Pending | None:
         """The rule allowing ``origin`` from what is at hand: its text, None, or PENDING.
@@ -634,29 +450,22 @@ class Policy:
             if origin != "null" and parse_origin(origin) is None:
                 return None
             return PENDING
-        # The memo hit inline: this runs on every request with an Origin, and a call costs
-        # more than the lookup itself.
-        verdict = state.memo.get(origin, _MISSING)
+        verdict = self._rules_say(state, origin)
         if type(verdict) is str:
             return verdict
-        if type(verdict) is tuple:
-            # The predicates' answer, folded into the memo with the moment it expires: a
-            # warm predicate costs one dict read and a clock read, like a callable's TTL.
-            if verdict[1] > self.clock():
-                return verdict[0]  # type: ignore[no-any-return]
-            return self._predicates_now(state, origin, scope)
-        if verdict is _MISSING:
-            verdict = self._rules_say(state, origin)
-            if type(verdict) is str:
-                return verdict
         if verdict is None and state.predicates:
+            # The predicates' answer, folded in until it expires: a warm predicate costs one
+            # dict read and a clock read, like a callable's TTL.
+            folded = state.memos.folded.get(origin, _MISSING)
+            if folded is not _MISSING:
+                return folded  # type: ignore[return-value]
             return self._predicates_now(state, origin, scope)
         return None
 
     @staticmethod
     def _predicates_now(state: State, origin: str, scope: Scope | None) -> str | Pending | None:
-        """The predicates' cached answers (folded into the memo when they depend on the origin
-        alone); PENDING when one must be asked."""
+        """The predicates' cached answers (folded in when they depend on the origin alone);
+        PENDING when one must be asked."""
         answer: str | None = None
         expires = math.inf
         for asker in state.predicates:
@@ -679,10 +488,7 @@ class Policy:
                 answer = asker.name
                 break
         if state.foldable:
-            memo = state.memo
-            if len(memo) >= MEMO_SIZE:
-                memo.clear()
-            memo[origin] = (answer, expires)
+            state.memos.folded.put(origin, answer, until=expires)
         return answer
 
     async def resolve(self, origin: str, scope: Scope | None = None, *, wait: bool = False) -> str | None:
@@ -702,80 +508,112 @@ class Policy:
 
     def allow_origin(self, rule: str, origin: str) -> str | None:
         """What Access-Control-Allow-Origin says for a matched rule (None: refused)."""
-        if rule == "null" and self.allow_credentials:
-            # Every sandboxed iframe and file:// page sends "null": never with credentials
-            # (E011 statically; refused here when a dynamic source returns it).
-            return None
-        if rule != "*":
-            return origin
-        if not self.allow_credentials:
-            return "*"
-        # "*" with credentials: the drop-in mirrors the origin (Starlette compatibility);
-        # a dynamic source returning "*" for a credentialed native policy is refused.
-        return origin if self.unsafe_allow_any_origin_with_credentials else None
+        return _decide.allow_origin(self.settings, rule, origin)
 
-    def actual_headers(self, origin: bytes, rule: str | None) -> list[tuple[bytes, bytes]] | None:
+    def actual_headers(self, origin: bytes, rule: str | None) -> Headers | None:
         """The encoded CORS headers of an actual response (``Vary`` aside); None: refused.
 
         ``origin`` is the request's Origin as sent: an allowed origin is echoed byte for byte.
         """
-        if rule is None:
-            return None
-        if rule == "*" or rule == "null":  # the two rules whose answer depends on credentials
-            value = self.allow_origin(rule, origin.decode("latin-1"))
-            if value is None:
-                return None
-            origin = value.encode("latin-1")
-        return [(_ACAO, origin), *self._encoded_tail]
+        return _decide.actual_headers(self.settings, origin, rule)
 
-    def actual_response(
-        self, origin: bytes, scope: Scope | None = None
-    ) -> list[tuple[bytes, bytes]] | Pending:
+    def actual_response(self, origin: bytes, scope: Scope | None = None) -> Headers | Pending:
         """The encoded CORS headers of an actual response to this Origin, ``Vary`` last (only
         ``Vary`` when refused), or PENDING when the answer needs I/O (then ``resolve()`` and
         ``actual_response_for()``).
 
-        What the middleware asks on every actual request: a warm answer is one dict read from
-        the snapshot's own cache, which dies with the snapshot.
+        What the middleware asks when ``answers`` has no entry: a warm answer is one dict read
+        from the snapshot's memos, which die with the snapshot.
         """
         state = self._resolver.state
+        memos = state.memos
         deadline = state.deadline
         # Past the deadline, lookup() decides between a load and a malformed origin's refusal.
         if deadline == _NEVER or deadline > self.clock():
-            hit = state.prepared.get(origin)
+            hit = memos.answers.entries.get(origin)
             if hit is not None:
-                if type(hit) is list:
-                    return hit
-                if hit[1] > self.clock():  # type: ignore[index]
-                    return hit[0]  # type: ignore[index,no-any-return]
+                return hit
+            if state.predicates:
+                timed = memos.timed_answers.get(origin, None)
+                if timed is not None:
+                    return timed
         text = origin.decode("latin-1")
         rule = self.lookup(text, scope)
-        if rule is PENDING:
+        if isinstance(rule, Pending):
             return PENDING
-        headers = self.actual_response_for(origin, rule, state)  # type: ignore[arg-type]
-        verdict = state.memo.get(text, _MISSING)
+        headers = _decide.actual_response(self.settings, origin, rule, state.vary_header)
+        verdict = memos.verdicts.entries.get(text, _MISSING)
         if type(verdict) is str or verdict is MALFORMED or (verdict is None and not state.predicates):
-            entry: object = headers  # what the rules said holds as long as the snapshot
-        elif type(verdict) is tuple:
-            entry = (headers, verdict[1])  # a predicate's folded answer, until it expires
-        else:
-            return headers  # a request-aware predicate: never reused for another request
-        prepared = state.prepared
-        if len(prepared) >= MEMO_SIZE:
-            prepared.clear()  # bounded under a flood of distinct origins
-        prepared[origin] = entry
+            memos.answers.put(origin, headers)  # what the rules said holds as long as the snapshot
+        elif verdict is None and text in memos.folded.entries:
+            # A predicate's folded answer, until it expires.
+            memos.timed_answers.put(origin, headers, until=memos.folded.entries[text][1])
+        # Else a request-aware predicate's answer: never reused for another request.
         return headers
 
-    def actual_response_for(
-        self, origin: bytes, rule: str | None, state: State | None = None
-    ) -> list[tuple[bytes, bytes]]:
-        """``actual_response()`` once the rule is known: ``actual_headers()`` and ``Vary``."""
-        vary = (state or self._resolver.state).vary_header
-        allowed = self.actual_headers(origin, rule)
-        if allowed is None:
-            return [vary]
-        allowed.append(vary)
-        return allowed
+    def actual_response_for(self, origin: bytes, rule: str | None) -> Headers:
+        """``actual_response()`` once the rule is known (what ``resolve()`` returned)."""
+        return _decide.actual_response(self.settings, origin, rule, self._resolver.state.vary_header)
+
+    def preflight_response(
+        self,
+        origin: bytes,
+        method: bytes,
+        request_headers: bytes | None,
+        private_network: bool,
+        scope: Scope | None = None,
+    ) -> PreflightAnswer | Pending:
+        """The encoded answer to a preflight (Origin, Access-Control-Request-Method, -Headers
+        as sent, and whether -Private-Network was asked), or PENDING when the answer needs I/O
+        (then ``resolve()`` and ``preflight_response_for()``)."""
+        text = origin.decode("latin-1")
+        state = self._resolver.state
+        rule = self.lookup(text, scope)
+        if isinstance(rule, Pending):
+            return PENDING
+        answer = self.preflight_response_for(origin, rule, method, request_headers, private_network, state)
+        verdict = state.memos.verdicts.entries.get(text, _MISSING)
+        decided_by_rules = (
+            type(verdict) is str or verdict is MALFORMED or (verdict is None and not state.predicates)
+        )
+        if decided_by_rules and len(request_headers or b"") <= MAX_REQUEST_HEADERS_LENGTH:
+            # The rules decided: holds as long as the snapshot (offered in ``preflights``).
+            state.memos.preflights.put((origin, method, request_headers, private_network), answer)
+        return answer
+
+    def preflight_response_for(
+        self,
+        origin: bytes,
+        rule: str | None,
+        method: bytes,
+        request_headers: bytes | None,
+        private_network: bool,
+        state: State | None = None,
+    ) -> PreflightAnswer:
+        """``preflight_response()`` once the rule is known (what ``resolve()`` returned)."""
+        state = state or self._resolver.state
+        key = ((origin, method, request_headers, private_network), rule)
+        decisions = state.memos.decisions
+        answer = decisions.entries.get(key)
+        if answer is None:
+            asked = request_headers.decode("latin-1") if request_headers is not None else None
+            decision = _decide.decide(
+                self.settings,
+                origin.decode("latin-1"),
+                rule,
+                method.decode("latin-1"),
+                asked,
+                True,
+                private_network,
+                state.vary,
+                None,  # no reasons: the middleware never reads them
+            )
+            answer = _decide.encode_preflight(decision)
+            # Oversized values are refused at once; keeping them would let a flood pin the
+            # memo's size times a server's header limit in memory.
+            if len(origin) <= MAX_ORIGIN_LENGTH and len(request_headers or b"") <= MAX_REQUEST_HEADERS_LENGTH:
+                decisions.put(key, answer)
+        return answer
 
     async def observe(
         self,
@@ -833,11 +671,17 @@ class Policy:
         ``private_network`` is Access-Control-Request-Private-Network. For an actual
         request only the origin matters. ``scope`` is the ASGI scope that predicates which
         take the request are given.
+
+        No I/O happens for a static allowlist, nor while a dynamic one is fresh and the
+        predicates' answers are cached. Otherwise (a first load, a TTL expired, a predicate
+        to ask) ``evaluate()`` runs that I/O in an event loop of its own and waits for it;
+        inside a running event loop it raises ``RuntimeError`` instead, whatever the caches
+        hold at that moment would have allowed: use ``await aevaluate()`` in async code.
         """
         rule: str | Pending | None = None
         if origin is not None:
             rule = self.lookup(origin, scope)
-            if rule is PENDING:
+            if isinstance(rule, Pending):
                 rule = _run_sync(self.resolve(origin, scope, wait=True))
         return self.decide(origin, rule, method, request_headers, preflight, private_network)
 
@@ -871,138 +715,17 @@ class Policy:
     ) -> Decision:
         """The decision once the rule is known (what ``lookup()``/``resolve()`` returned).
 
-        ``explain=False`` leaves ``reason`` empty (the middleware never reads it, and a
-        reason costs more to build than the rest of a preflight's decision).
+        ``explain=False`` leaves ``reason`` empty (a reason costs more to build than the rest
+        of a preflight's decision).
         """
-        if origin is None:
-            return Decision(False, "not-cors", "no Origin header: not a CORS request", {"Vary": "Origin"})
-        vary = ", ".join(("Origin", *self.vary))
-        encoded = self.actual_headers(origin.encode("latin-1"), rule) if isinstance(rule, str) else None
-        value = None if encoded is None else encoded[0][1].decode("latin-1")
-        rule_text = rule if isinstance(rule, str) and value is not None else None
-        if not explain:
-            origin_reason = ""
-        elif rule_text is None:
-            origin_reason = self._refusal_reason(origin, rule)
-        else:
-            matched = "an exact entry" if rule_text == origin else quote(rule_text)
-            origin_reason = f"origin {quote(origin)} matches {matched}"
-        if preflight:
-            return self._preflight(
-                origin,
-                value,
-                origin_reason,
-                rule_text,
-                method,
-                request_headers,
-                private_network,
-                vary,
-                explain,
-            )
-        if encoded is None:
-            return Decision(False, "actual", origin_reason, {"Vary": vary})
-        headers = {"Access-Control-Allow-Origin": value or "", **self._actual_tail, "Vary": vary}
-        return Decision(True, "actual", origin_reason, headers, rule=rule_text)
-
-    def _refusal_reason(self, origin: str, rule: object) -> str:
-        if rule == "*":
-            return "origin matches '*', which is refused together with credentials"
-        if rule == "null":
-            return "origin 'null' is refused together with credentials"
-        if origin != "null" and parse_origin(origin) is None:
-            return describe_invalid_origin(origin)
-        reason = f"origin {quote(origin)} matches no rule"
-        failing = self._resolver.failure_report()
-        return f"{reason}; {failing}" if failing else reason
-
-    def _preflight(
-        self,
-        origin: str,
-        value: str | None,
-        origin_reason: str,
-        rule_text: str | None,
-        method: str,
-        request_headers: str | Iterable[str] | None,
-        private_network: bool,
-        vary: str,
-        explain: bool,
-    ) -> Decision:
-        failures: list[str] = []
-        reasons = [origin_reason]
-        if value is None:
-            failures.append("origin")
-        if method not in self._methods:
-            failures.append("method")
-            reasons.append(f"method {quote(method)} is not in allow_methods ({self._methods_value})")
-        headers_value, headers_problem = self._check_request_headers(request_headers)
-        if headers_problem is not None:
-            failures.append("headers")
-            reasons.append(headers_problem)
-        if private_network and not self.allow_private_network:
-            failures.append("private-network")
-            reasons.append("private network access was requested and allow_private_network is off")
-
-        preflight_vary = PREFLIGHT_VARY if not self.vary else f"{PREFLIGHT_VARY}, {', '.join(self.vary)}"
-        headers: dict[str, str] = {"Vary": preflight_vary}
-        if failures:
-            # A refused preflight says nothing about origins, methods or credentials.
-            return Decision(
-                False,
-                "preflight",
-                "preflight refused: " + "; ".join(reasons) if explain else "",
-                headers,
-                status=400,
-                body="Disallowed CORS " + ", ".join(failures),
-                failures=tuple(failures),
-            )
-        value = value or ""  # not None: the origin did not fail
-        # The order is Starlette's: prepared headers first, per-request values after.
-        if value == "*":
-            headers["Access-Control-Allow-Origin"] = value
-        headers["Access-Control-Allow-Methods"] = self._methods_value
-        headers["Access-Control-Max-Age"] = str(self.max_age)
-        if not self.allow_all_headers:
-            headers["Access-Control-Allow-Headers"] = headers_value
-        if self.allow_credentials:
-            headers["Access-Control-Allow-Credentials"] = "true"
-        headers["Access-Control-Allow-Origin"] = value
-        if self.allow_all_headers and headers_value:
-            headers["Access-Control-Allow-Headers"] = headers_value
-        if private_network:
-            headers["Access-Control-Allow-Private-Network"] = "true"
-        # RFC 9110: a 204 has no content.
-        body = "OK" if self.preflight_status != 204 else ""
-        return Decision(
-            True,
-            "preflight",
-            "preflight allowed: " + "; ".join(reasons) if explain else "",
-            headers,
-            status=self.preflight_status,
-            body=body,
-            rule=rule_text,
+        return _decide.decide(
+            self.settings,
+            origin,
+            rule if isinstance(rule, str) else None,
+            method,
+            request_headers,
+            preflight,
+            private_network,
+            self.vary,
+            self._resolver.failure_report if explain else None,
         )
-
-    def _check_request_headers(self, requested: str | Iterable[str] | None) -> tuple[str, str | None]:
-        """The Access-Control-Allow-Headers value and the problem with the request, if any."""
-        # With "*" the value mirrors the request (the only way "*" works with credentials);
-        # otherwise it is the prepared list, whatever was asked.
-        fixed = "" if self.allow_all_headers else self._headers_value
-        if requested is None:
-            return fixed, None
-        raw = requested if isinstance(requested, str) else ", ".join(requested)
-        if len(raw) > MAX_REQUEST_HEADERS_LENGTH:
-            limit = MAX_REQUEST_HEADERS_LENGTH
-            return fixed, f"Access-Control-Request-Headers is over the {limit}-byte limit"
-        names = [name for name in (part.strip() for part in raw.split(",")) if name]
-        for name in names:
-            lowered = name.lower()
-            if not _TOKEN.fullmatch(name):
-                return fixed, f"request header {quote(name)} is not a valid header name"
-            if lowered in self._headers:
-                continue
-            if self.allow_all_headers and (lowered != "authorization" or self._star_covers_authorization):
-                continue
-            why = " ('*' never covers Authorization)" if self.allow_all_headers else ""
-            return fixed, f"request header {quote(name)} is not in allow_headers{why}"
-        # Only the validated names, re-joined: never the raw value's CR, LF or other controls.
-        return (", ".join(names) if self.allow_all_headers else fixed), None

@@ -36,6 +36,7 @@ from anyio.abc import TaskGroup
 
 from ._cache import DecisionCache
 from ._callables import check_listener
+from ._memo import Memos
 from ._origin import quote
 from ._patterns import Rules
 from .providers._base import PredicateBase, UnionProvider
@@ -48,7 +49,6 @@ logger = logging.getLogger("corsengine")
 DEFAULT_LOAD_TIMEOUT = 5.0
 DEFAULT_MAX_STALE = 3600.0
 RETRY_AFTER = 5.0
-MEMO_SIZE = 4096
 FAILURE_CACHE_SIZE: Final = 1024
 
 
@@ -213,13 +213,11 @@ class State:
     deadline: float = math.inf  # the earliest moment a slot goes stale or its rules expire
     generation: int = 0
     slots: tuple[_Slot, ...] = field(default=(), repr=False)
-    # origin -> what the rules say (a rule, None, or MALFORMED), filled by requests. It
-    # belongs to this state, so a swap or refresh starts a new one. Bounded by MEMO_SIZE.
-    memo: dict[str, object] = field(default_factory=dict, repr=False)
-    # Origin bytes -> the encoded CORS headers of an actual response, Vary last: a list for an
-    # answer the rules gave, (list, expiry) for a predicate's folded answer. Same life and
-    # bound as ``memo``.
-    prepared: dict[bytes, object] = field(default_factory=dict, repr=False)
+    # What requests learned of origins, for this state only (a swap or refresh starts new
+    # ones): what the rules say of an origin (a rule, None, or MALFORMED), the predicates'
+    # answers folded in until they expire, the encoded CORS headers of an actual response
+    # (unconditional, or until a folded answer expires), and encoded preflight answers.
+    memos: Memos = field(default_factory=lambda: Memos(time.monotonic), repr=False)
     # True when every predicate decides from the origin alone, so that its cached answers
     # may be folded into the memo.
     foldable: bool = True
@@ -259,8 +257,11 @@ class Resolver:
         clock: Clock,
         timeout: float = DEFAULT_LOAD_TIMEOUT,
         max_stale: float = DEFAULT_MAX_STALE,
+        on_publish: Callable[[State], None] | None = None,
     ) -> None:
         self.clock = clock
+        # Told each new state as it is published, before any request can read it.
+        self.on_publish = on_publish
         self.timeout = timeout
         self.max_stale = max_stale
         self._listeners: list[ChangeListener] = []
@@ -360,24 +361,23 @@ class Resolver:
             predicates = old.predicates
         foldable = not any(asker.predicate.takes_request for asker in predicates)
         vary = tuple(dict.fromkeys(name for asker in predicates for name in asker.predicate.vary))
-        # Same rules, same predicate caches: what the memo learned still holds.
-        if merged is old.rules and generation == old.generation:
-            memo, encoded = old.memo, old.prepared
-        else:
-            memo, encoded = {}, {}
-        self.state = State(
+        # Same rules, same predicate caches: what the memos learned still holds.
+        same = merged is old.rules and generation == old.generation
+        memos = old.memos if same else Memos(self.clock)
+        self.state = state = State(
             merged,
             predicates,
             deadline,
             generation,
             slots,
-            memo=memo,
-            prepared=encoded,
+            memos=memos,
             foldable=foldable,
             vary=vary,
             vary_header=(b"vary", b", ".join([b"Origin", *(name.encode("latin-1") for name in vary)])),
             closes_at=closes_at,
         )
+        if self.on_publish is not None:
+            self.on_publish(state)
         if change is not None:
             for listener in list(self._listeners):
                 try:

@@ -10,7 +10,8 @@ import anyio
 import pytest
 
 from corsengine import ConfigurationError, CorsEngineWarning, Decision, Policy
-from corsengine._policy import ALL_METHODS, PREFLIGHT_VARY
+from corsengine._decide import PREFLIGHT_VARY
+from corsengine._settings import ALL_METHODS
 from corsengine.testing import assert_allowed, assert_refused
 
 ORIGINS = ["https://app.example.com", "https://*.partner.example", "http://localhost:*"]

@@ -18,7 +18,7 @@ import anyio.lowlevel
 import pytest
 
 from corsengine import Change, ConfigurationError, Policy, ProviderError
-from corsengine._resolver import MEMO_SIZE
+from corsengine._memo import MEMO_SIZE
 from corsengine.providers import CallableProvider, PredicateProvider, Rules, StaticProvider, UnionProvider
 from corsengine.testing import FakeClock
 
@@ -272,11 +272,14 @@ def test_a_folded_answer_lives_no_longer_than_the_shortest_answer_it_was_made_fr
 def test_folding_into_a_full_memo_keeps_it_bounded(clock: FakeClock) -> None:
     policy = Policy(PredicateProvider(lambda origin: origin == A), clock=clock)
     assert allowed(policy, A)  # asked: the memo says the rules know nothing of A
-    memo = policy._resolver.state.memo
-    memo.update((f"https://{index}.example", None) for index in range(MEMO_SIZE - len(memo)))
+    memo = policy._resolver.state.memos.folded
+    memo.entries.update(
+        (f"https://{index}.example", (None, math.inf)) for index in range(MEMO_SIZE - len(memo))
+    )
+    policy._resolver.state.memos.timed_answers.entries.clear()  # not answered from the headers
     assert allowed(policy, A)  # folding A's answer finds the memo full: cleared first
     (asker,) = policy._resolver.state.predicates
-    assert memo == {A: (repr(asker.predicate), clock() + asker.predicate.cache_ttl)}
+    assert memo.entries == {A: (repr(asker.predicate), clock() + asker.predicate.cache_ttl)}
 
 
 def test_a_refresh_forgets_folded_predicate_answers(clock: FakeClock) -> None:
@@ -576,7 +579,7 @@ def test_an_unchanged_list_is_not_compiled_again_and_keeps_the_memo(
     assert allowed(policy, A)  # reloaded: the same list
     assert source.calls == 2 and compiled == [2]
     assert policy._resolver.state.rules is state.rules
-    assert A in policy._resolver.state.memo  # what the memo learned still holds
+    assert A in policy._resolver.state.memos.verdicts.entries  # what the memo learned still holds
 
 
 def test_a_changed_list_is_never_answered_from_the_old_memo(clock: FakeClock) -> None:

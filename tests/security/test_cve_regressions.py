@@ -9,8 +9,8 @@ import anyio
 import pytest
 
 from corsengine import ConfigurationError, CORSMiddleware, Policy
+from corsengine._decide import MAX_REQUEST_HEADERS_LENGTH
 from corsengine._origin import quote
-from corsengine._policy import MAX_REQUEST_HEADERS_LENGTH
 from corsengine.providers import PredicateProvider
 
 from ..asgi import call, plain_app

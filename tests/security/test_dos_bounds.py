@@ -12,10 +12,10 @@ import anyio
 import pytest
 
 from corsengine import ConfigurationError, CORSMiddleware, Policy
+from corsengine._decide import MAX_REQUEST_HEADERS_LENGTH
+from corsengine._memo import MEMO_SIZE
 from corsengine._origin import MAX_ORIGIN_LENGTH
-from corsengine._policy import MAX_REQUEST_HEADERS_LENGTH
 from corsengine._regex import check_regex
-from corsengine._resolver import MEMO_SIZE
 from corsengine.providers import BaseProvider, PredicateProvider, Rules
 
 from ..asgi import call, plain_app
@@ -325,4 +325,5 @@ def test_preflight_memo_stays_bounded_under_a_flood_of_distinct_preflights() -> 
             assert status == 200
 
     anyio.run(flood_requests)
-    assert 0 < len(app._preflights) <= 1024
+    memos = app.policy._resolver.state.memos  # the preflight memos live in the snapshot
+    assert 0 < len(memos.preflights) <= 1024 and 0 < len(memos.decisions) <= 1024
