@@ -326,9 +326,12 @@ class CORSMiddleware:
         def send_with_cors(message: Message) -> Awaitable[None]:
             # A corsengine middleware nearer the app (a mounted sub-app's own policy) has
             # decided this response already: it is left as that one made it.
-            if message["type"] == "http.response.start" and _HANDLED not in message:
-                message["headers"] = _response_headers(message.get("headers", ()), ours)
-                message[_HANDLED] = True
+            if message["type"] == "http.response.start" and message.setdefault(_HANDLED, ours) is ours:
+                try:
+                    headers = message["headers"]
+                except KeyError:
+                    headers = ()
+                message["headers"] = _response_headers(headers, ours)
             return send(message)
 
         await self.app(scope, receive, send_with_cors)
