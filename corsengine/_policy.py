@@ -36,9 +36,10 @@ from ._resolver import (
 from ._shadow import Disagreement, Flip, ShadowReport
 from .exceptions import ConfigurationError, Problem
 from .providers._base import UnionProvider
-from .providers._options import Options
+from .providers._options import Options, string_not_list
 from .providers.dynamic import CallableProvider
-from .providers.static import StaticProvider, compile_or_raise, string_not_list
+from .providers.static import StaticProvider
+from .providers.static import compile_and_warn as compile_or_raise  # renamed: it never raised
 from .types import Clock, Provider, Scope
 
 T = TypeVar("T")
