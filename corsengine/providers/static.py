@@ -51,6 +51,9 @@ class StaticProvider(BaseProvider):
     async def load(self) -> Rules:
         return self.rules
 
+    def known_rules(self) -> Rules:
+        return self.rules
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({sorted(self.rules.entries)!r})"
 
