@@ -9,6 +9,7 @@ holds something else. redis-py is imported only when a command runs.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Awaitable, Callable
@@ -17,19 +18,17 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 
 from .exceptions import ConfigurationError, ProviderError
+from .providers._options import redacted
+from .providers._redis_defaults import DEFAULT_CHANNEL, DEFAULT_KEY, DEFAULT_URL
 
 if TYPE_CHECKING:
-    from .providers.redis import Client
+    from .providers._redis_store import Client
 
 __all__ = ["add_subcommands"]
 
 EXIT_OK: Final = 0
 EXIT_CONFIG: Final = 2
 EXIT_UNAVAILABLE: Final = 3
-
-DEFAULT_URL: Final = "redis://127.0.0.1:6379/0"
-DEFAULT_KEY: Final = "corsengine:origins"
-DEFAULT_CHANNEL: Final = "corsengine:changes"
 
 
 def add_subcommands(subparsers: Any) -> None:
@@ -74,7 +73,8 @@ def _common(parser: argparse.ArgumentParser, *, channel: bool) -> None:
 
 def _run(args: argparse.Namespace, action: Callable[[Client], Awaitable[int]]) -> int:
     try:
-        from .providers import redis as redis_provider
+        importlib.import_module("redis")  # the extra, asked for here: only a command needs it
+        from .providers._redis_store import UNAVAILABLE, connect
     except ModuleNotFoundError as error:
         print(
             f"error: the redis commands need {error.name}: pip install 'corsengine[redis]'", file=sys.stderr
@@ -82,7 +82,7 @@ def _run(args: argparse.Namespace, action: Callable[[Client], Awaitable[int]]) -
         return EXIT_CONFIG
 
     async def main() -> int:
-        client = redis_provider.connect(args.url, timeout=args.timeout)
+        client = connect(args.url, timeout=args.timeout)
         try:
             with anyio.fail_after(args.timeout):
                 return await action(client)
@@ -98,8 +98,8 @@ def _run(args: argparse.Namespace, action: Callable[[Client], Awaitable[int]]) -
     except ProviderError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_UNAVAILABLE
-    except redis_provider.UNAVAILABLE as error:
-        where = redis_provider.redacted(args.url)
+    except UNAVAILABLE as error:
+        where = redacted(args.url)
         print(f"error: Redis at {where} is unavailable: {error or type(error).__name__}", file=sys.stderr)
         return EXIT_UNAVAILABLE
 
@@ -117,7 +117,7 @@ def _add(args: argparse.Namespace) -> int:
             return EXIT_CONFIG
 
     async def action(client: Client) -> int:
-        from .providers.redis import add_origins
+        from .providers._redis_admin import add_origins
 
         entries = await add_origins(
             client,
@@ -136,7 +136,7 @@ def _add(args: argparse.Namespace) -> int:
 
 def _remove(args: argparse.Namespace) -> int:
     async def action(client: Client) -> int:
-        from .providers.redis import remove_origins
+        from .providers._redis_admin import remove_origins
 
         removed = await remove_origins(client, args.origins, key=args.key, channel=args.channel)
         print(f"removed {removed} entr{'y' if removed == 1 else 'ies'}")
@@ -147,7 +147,7 @@ def _remove(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     async def action(client: Client) -> int:
-        from .providers.redis import read_allowlist
+        from .providers._redis_store import read_allowlist
 
         entries, metadata = await read_allowlist(client, args.key)
         if args.json:

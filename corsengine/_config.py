@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ._policy import Policy
 from .exceptions import ConfigurationError, Problem
-from .providers.static import string_not_list
+from .providers._options import string_not_list
 from .types import Clock
 
 __all__ = ["ConfigProblem", "LoadedConfig", "PolicyConfig", "load_policy", "read_config"]

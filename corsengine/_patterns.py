@@ -139,9 +139,6 @@ class Rules:
         )
 
 
-EMPTY_RULES: Final = Rules()
-
-
 def _wildcard_problem(raw: str, what: str) -> Problem:
     return Problem(
         "corsengine.E005",

@@ -39,10 +39,9 @@ from ._callables import check_listener
 from ._memo import Memos
 from ._origin import quote
 from ._patterns import Rules
-from .providers._base import PredicateBase, UnionProvider
+from .providers._base import Close, Watch, members_of, parts_of
 from .providers.dynamic import COMPILE_IN_THREAD_ABOVE
-from .providers.static import StaticProvider
-from .types import Clock, Provider, Scope
+from .types import Clock, Predicate, Provider, Scope
 
 logger = logging.getLogger("corsengine")
 
@@ -115,6 +114,10 @@ class SourceHealth:
 class _Slot:
     provider: Provider
     ttl: float | None
+    # The provider's optional members (types.Provider), found when it was installed.
+    predicate: Predicate | None = None
+    watch: Watch | None = None
+    close: Close | None = None
     static: bool = False  # known at construction: never loads
     rules: Rules | None = None
     fresh_until: float = -math.inf  # past this, the rules are stale
@@ -143,7 +146,7 @@ class _Call:
 class Asker:
     """A predicate with its caches: answers by key, recent failures, and calls in flight."""
 
-    predicate: PredicateBase
+    predicate: Predicate
     name: str
     answers: DecisionCache[bool]
     failures: DecisionCache[str]
@@ -283,15 +286,16 @@ class Resolver:
     # --- installing and publishing ---------------------------------------------------
 
     def _install(self, provider: Provider) -> tuple[_Slot, ...]:
-        members = provider.members if isinstance(provider, UnionProvider) else (provider,)
         now = self.clock()
         slots = []
-        for member in members:
-            slot = _Slot(member, getattr(member, "ttl", None))
-            if isinstance(member, StaticProvider | PredicateBase):
+        for member in members_of(provider):
+            parts = parts_of(member)  # the protocol checks, once per swap: never per request
+            # ttl is the protocol's; a provider without one is never stale, as None says.
+            slot = _Slot(member, getattr(member, "ttl", None), parts.predicate, parts.watch, parts.aclose)
+            if parts.known is not None:
                 # Known at construction: no load, no deadline, evaluate() works at once.
                 slot.static = slot.attempted = True
-                slot.rules = member.rules if isinstance(member, StaticProvider) else Rules()
+                slot.rules = parts.known
                 slot.fresh_until = slot.refresh_at = math.inf
                 slot.good_at = now
             slots.append(slot)
@@ -349,13 +353,13 @@ class Resolver:
         if generation != old.generation:
             predicates = tuple(
                 Asker(
-                    slot.provider,
+                    predicate,
                     repr(slot.provider),
-                    DecisionCache(slot.provider.cache_size, slot.provider.cache_ttl, self.clock),
-                    DecisionCache(FAILURE_CACHE_SIZE, slot.provider.failure_ttl, self.clock),
+                    DecisionCache(predicate.cache_size, predicate.cache_ttl, self.clock),
+                    DecisionCache(FAILURE_CACHE_SIZE, predicate.failure_ttl, self.clock),
                 )
                 for slot in slots
-                if isinstance(slot.provider, PredicateBase)
+                if (predicate := slot.predicate) is not None
             )
         else:
             predicates = old.predicates
@@ -402,8 +406,8 @@ class Resolver:
         if inflight is not None:
             # Requests waiting for the old provider's load go on to the new provider's.
             self._call_soon(inflight.set)
-        provider = slot.provider
-        self._run_soon(lambda: _close(provider), now_if_no_loop=True)
+        if slot.close is not None:
+            self._run_soon(slot.close, now_if_no_loop=True)
 
     def on_change(self, listener: ChangeListener) -> Callable[[], None]:
         """Call ``listener(Change)`` whenever the allowlist changes; returns an unsubscribe."""
@@ -735,17 +739,18 @@ class Resolver:
 
     def _start_watchers(self) -> None:
         for slot in self.state.slots:
-            watch = getattr(slot.provider, "watch", None)
-            if watch is not None and id(slot.provider) not in self._watching:
+            if slot.watch is not None and id(slot.provider) not in self._watching:
                 self._watching.add(id(slot.provider))
-                self._spawn(functools.partial(watch, self.invalidate))
+                self._spawn(functools.partial(slot.watch, self.invalidate))
 
     async def aclose(self) -> None:
         """Stop background tasks and close every provider."""
         await self._run_deferred()
         for task in list(self._background):
             task.cancel()
-        await _close(self.provider)
+        for slot in self.state.slots:
+            if slot.close is not None:
+                await _quiet(slot.close)
 
 
 @dataclass(frozen=True, slots=True)
@@ -778,12 +783,6 @@ def _merge(live: tuple[Rules, ...], old: Rules, listening: bool) -> _Merged:
         return _Merged(live, old, merged, True, None)
     change = Change(merged.entries - old.entries, old.entries - merged.entries)
     return _Merged(live, old, merged, True, change)
-
-
-async def _close(provider: Provider) -> None:
-    close = getattr(provider, "aclose", None)
-    if close is not None:
-        await _quiet(close)
 
 
 async def _quiet(make: Callable[[], Coroutine[Any, Any, None]]) -> None:

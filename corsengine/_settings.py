@@ -21,8 +21,9 @@ from ._callables import accepts, name_of
 from ._patterns import Rules, compile_regex
 from .exceptions import ConfigurationError, Problem
 from .providers._base import UnionProvider
+from .providers._options import string_not_list
 from .providers.dynamic import CallableProvider
-from .providers.static import StaticProvider, compile_or_raise, string_not_list
+from .providers.static import StaticProvider, compile_and_warn
 from .types import Provider
 
 logger = logging.getLogger("corsengine")
@@ -255,7 +256,7 @@ def origins_provider(value: OriginsSpec, problems: list[Problem]) -> Provider:
         except ConfigurationError as error:
             problems.extend(error.problems)
     elif isinstance(value, Iterable):
-        rules, found = compile_or_raise(value)
+        rules, found = compile_and_warn(value)
         problems.extend(found)
         return StaticProvider.from_rules(rules)
     else:

@@ -1,7 +1,8 @@
 r"""Providers produce allowlists; the resolver caches them; ``|`` combines them.
 
-Write your own by implementing `corsengine.types.Provider` (an async ``load()``
-returning `Rules`, and a ``ttl``), or subclass `BaseProvider`.
+Write your own by implementing `Provider` (an async ``load()`` returning `Rules`, and a
+``ttl``) or, to decide per origin, `Predicate`; subclass `BaseProvider` or `PredicateBase`
+for ``|`` and defaults, or implement the protocol on any class.
 Optional providers (remote JSON, file, Redis) are imported lazily, so their extra
 dependencies are only needed when used.
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .._patterns import Rules
-from ..types import Provider
+from ..types import Predicate, Provider
 from ._base import DEFAULT_TTL, BaseProvider, PredicateBase, UnionProvider
 from .dynamic import CallableProvider, PredicateProvider
 from .static import RegexProvider, StaticProvider
@@ -35,6 +36,7 @@ __all__ = [
     "DEFAULT_TTL",
     "BaseProvider",
     "CallableProvider",
+    "Predicate",
     "PredicateBase",
     "PredicateProvider",
     "Provider",

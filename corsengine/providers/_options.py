@@ -157,3 +157,12 @@ def _positive(value: object) -> TypeGuard[int | float]:
     return (
         isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
     )
+
+
+def string_not_list(name: str, value: str) -> Problem:
+    """The problem of a list option given as one string (``allow_origins="https://a, https://b"``)."""
+    return Problem(
+        "corsengine.E010",
+        f"{name} is the string {value!r}, not a list",
+        f"write {name}=[{', '.join(repr(part.strip()) for part in value.split(','))}]",
+    )

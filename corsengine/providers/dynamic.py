@@ -17,6 +17,8 @@ from ..types import Scope
 from ._base import DEFAULT_TTL, BaseProvider, PredicateBase
 from ._options import Options
 
+__all__ = ["CallableProvider", "PredicateProvider"]
+
 T = TypeVar("T")
 OriginsFunction = Callable[[], Iterable[str] | Awaitable[Iterable[str]]]
 PredicateFunction = Callable[..., bool | Awaitable[bool]]

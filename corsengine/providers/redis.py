@@ -3,105 +3,40 @@
 The origins live in a set (``SADD corsengine:origins https://app.example.com``) or in a
 hash whose fields are origins and whose values are metadata JSON. After a change, a
 message on the channel (any payload) makes every subscribed worker reload at once; the
-admin functions below validate, write and publish in one transaction.
+admin functions (`add_origins`, `remove_origins`, `list_origins`, importable from here)
+validate, write and publish in one transaction.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from .._origin import quote
-from .._patterns import Rules, compile_entries
-from ..exceptions import ConfigurationError, Problem, ProviderError
+from .._patterns import Rules
+from ..exceptions import ProviderError
 from ._base import BaseProvider
-from ._options import E_SOURCE, Options
-from ._options import redacted as redacted  # re-exported: the CLI's messages use it too
+from ._options import E_SOURCE, Options, redacted
+from ._redis_admin import add_origins, list_origins, remove_origins
+from ._redis_defaults import DEFAULT_CHANNEL, DEFAULT_KEY, DEFAULT_URL
+from ._redis_store import DEFAULT_REDIS_TIMEOUT, UNAVAILABLE, Client, connect, describe, read_allowlist
 from .dynamic import Compiler
 
 __all__ = ["RedisProvider", "add_origins", "connect", "list_origins", "remove_origins"]
 
 logger = logging.getLogger("corsengine")
 
-DEFAULT_URL = "redis://127.0.0.1:6379/0"
-DEFAULT_KEY = "corsengine:origins"
-DEFAULT_CHANNEL = "corsengine:changes"
 DEFAULT_REDIS_TTL = 60.0
-DEFAULT_REDIS_TIMEOUT = 2.0
 DEFAULT_RECONNECT_INITIAL = 0.1
 DEFAULT_RECONNECT_MAX = 10.0
 DEFAULT_HEALTH_INTERVAL = 10.0
 # What redis-py's from_url() connects to.
 _SCHEMES = ("redis", "rediss", "unix")
-
-Client = aioredis.Redis
-# Connection trouble: redis-py raises its own errors, asyncio and the OS theirs.
-UNAVAILABLE = (RedisError, OSError, TimeoutError)
-
-
-def connect(url: str, *, timeout: float = DEFAULT_REDIS_TIMEOUT) -> Client:
-    """A client for corsengine's use: bounded timeouts, and no retries of its own
-    (the resolver keeps the last good allowlist, the watcher reconnects with backoff).
-
-    Use it for the admin functions (`add_origins`, `remove_origins`, `list_origins`) or
-    pass it to `RedisProvider(client=...)`; close it with ``await client.aclose()``.
-
-    Examples:
-        ``redis_url`` is where your Redis listens, such as ``"redis://127.0.0.1:6379/0"``.
-
-        >>> import anyio
-        >>> from corsengine.providers.redis import connect
-        >>> async def main():
-        ...     client = connect(redis_url, timeout=2.0)
-        ...     try:
-        ...         return await client.ping()
-        ...     finally:
-        ...         await client.aclose()
-        >>> anyio.run(main)
-        True
-    """
-    return aioredis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_connect_timeout=timeout,
-        socket_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-    )
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else value
-
-
-async def read_allowlist(client: Client, key: str) -> tuple[list[str], dict[str, Any]]:
-    """The entries under ``key`` (a set or a hash) and, for a hash, their metadata."""
-    kind = _text(await client.type(key))
-    if kind == "none":  # Redis deletes a set when its last member goes: an empty allowlist
-        return [], {}
-    if kind == "set":
-        return sorted(_text(member) for member in await client.smembers(key)), {}
-    if kind == "hash":
-        metadata: dict[str, Any] = {}
-        for field, value in (await client.hgetall(key)).items():
-            origin = _text(field)
-            try:
-                metadata[origin] = json.loads(value)
-            except ValueError as error:
-                raise ProviderError(
-                    f"Redis hash {quote(key)}: the metadata of {quote(origin)} is not JSON ({error})"
-                ) from None
-        return sorted(metadata), metadata
-    raise ProviderError(f"Redis key {quote(key)} is a {kind}, expected a set or a hash")
 
 
 class RedisProvider(BaseProvider):
@@ -190,7 +125,7 @@ class RedisProvider(BaseProvider):
         except UNAVAILABLE as error:
             await self._drop_idle_connections()  # the next try starts on a fresh connection
             where = redacted(self.url)
-            raise ProviderError(f"Redis at {where} is unavailable: {_describe(error)}") from None
+            raise ProviderError(f"Redis at {where} is unavailable: {describe(error)}") from None
         rules = await self._compiler.compile(entries)
         self.metadata = metadata
         return rules
@@ -226,7 +161,7 @@ class RedisProvider(BaseProvider):
                         "corsengine: lost the Redis channel %s at %s (%s); reconnecting",
                         quote(self.channel),
                         redacted(self.url),
-                        _describe(error),
+                        describe(error),
                     )
                 await anyio.sleep(self.backoff(failures))
 
@@ -284,157 +219,3 @@ class RedisProvider(BaseProvider):
 async def _quietly_close(pubsub: Any) -> None:
     with contextlib.suppress(*UNAVAILABLE):
         await pubsub.aclose()
-
-
-def _describe(error: BaseException) -> str:
-    return str(error) or type(error).__name__
-
-
-# --- admin ------------------------------------------------------------------------------
-
-
-def canonical_entries(origins: Iterable[str], *, allow_any: bool = False) -> list[str]:
-    """Validate entries one by one and return their canonical text (normalized origins).
-
-    Raises ConfigurationError listing every invalid entry; ``*`` is refused unless
-    ``allow_any`` (one command should not open the allowlist of a whole fleet).
-    """
-    if isinstance(origins, str):
-        origins = [origins]
-    problems: list[Problem] = []
-    out: list[str] = []
-    for origin in origins:
-        rules, found, _ = compile_entries([origin])
-        problems.extend(found)
-        if found:
-            continue
-        if rules.allow_all and not allow_any:
-            problems.append(
-                Problem(
-                    "corsengine.E030",
-                    "'*' would allow every origin on every worker",
-                    "list the origins to allow; pass allow_any=True (--allow-any) if that is really meant",
-                )
-            )
-            continue
-        out.extend(sorted(rules.entries - set(out)))
-    if problems:
-        raise ConfigurationError(problems)
-    return out
-
-
-async def add_origins(
-    client: Client,
-    origins: Iterable[str],
-    *,
-    key: str = DEFAULT_KEY,
-    channel: str = DEFAULT_CHANNEL,
-    metadata: Mapping[str, Any] | None = None,
-    allow_any: bool = False,
-) -> list[str]:
-    """Validate ``origins``, add them to the allowlist and tell every worker.
-
-    Writes to a set, or to a hash when the key is one (or when ``metadata`` is given
-    for a new key), with ``metadata`` as each origin's JSON value. Returns the entries
-    written, in canonical form. Nothing is written if any entry is invalid: a
-    `ConfigurationError` lists every problem. ``*`` is refused (`corsengine.E030`)
-    unless ``allow_any=True``.
-
-    Examples:
-        ``redis_url`` is where your Redis listens, such as ``"redis://127.0.0.1:6379/0"``.
-
-        >>> import anyio
-        >>> from corsengine.providers.redis import add_origins, connect
-        >>> async def main():
-        ...     client = connect(redis_url)
-        ...     try:
-        ...         return await add_origins(client, ["HTTPS://Partner.Example:443", "https://*.partner.example"])
-        ...     finally:
-        ...         await client.aclose()
-        >>> anyio.run(main)
-        ['https://partner.example', 'https://*.partner.example']
-    """
-    entries = canonical_entries(origins, allow_any=allow_any)
-    kind = _text(await client.type(key))
-    async with client.pipeline(transaction=True) as pipe:
-        if kind == "hash" or (kind == "none" and metadata is not None):
-            value = json.dumps(dict(metadata or {}), sort_keys=True)
-            pipe.hset(key, mapping=dict.fromkeys(entries, value))
-        elif kind in ("set", "none"):
-            if metadata is not None:
-                raise ProviderError(f"Redis key {quote(key)} is a set: metadata needs a hash")
-            pipe.sadd(key, *entries)
-        else:
-            raise ProviderError(f"Redis key {quote(key)} is a {kind}, expected a set or a hash")
-        pipe.publish(channel, json.dumps({"added": entries}))
-        await pipe.execute()
-    return entries
-
-
-async def remove_origins(
-    client: Client, origins: Iterable[str], *, key: str = DEFAULT_KEY, channel: str = DEFAULT_CHANNEL
-) -> int:
-    """Remove ``origins`` (as written, and in canonical form) and tell every worker.
-
-    Invalid entries are removed as written, so a bad value stored by hand can be deleted.
-    Returns how many entries were removed.
-
-    Examples:
-        ``redis_url`` is where your Redis listens, such as ``"redis://127.0.0.1:6379/0"``.
-
-        >>> import anyio
-        >>> from corsengine.providers.redis import add_origins, connect, remove_origins
-        >>> async def main():
-        ...     client = connect(redis_url)
-        ...     try:
-        ...         await add_origins(client, ["https://a.example", "https://b.example"])
-        ...         return await remove_origins(client, ["https://a.example"])
-        ...     finally:
-        ...         await client.aclose()
-        >>> anyio.run(main)
-        1
-    """
-    if isinstance(origins, str):
-        origins = [origins]
-    names: list[str] = []
-    for origin in origins:
-        rules, problems, _ = compile_entries([origin])
-        candidates = {origin, origin.strip()} | (set(rules.entries) if not problems else set())
-        names.extend(sorted(candidates - set(names)))
-    if not names:
-        return 0
-    kind = _text(await client.type(key))
-    if kind == "none":
-        return 0
-    async with client.pipeline(transaction=True) as pipe:
-        if kind == "hash":
-            pipe.hdel(key, *names)
-        elif kind == "set":
-            pipe.srem(key, *names)
-        else:
-            raise ProviderError(f"Redis key {quote(key)} is a {kind}, expected a set or a hash")
-        pipe.publish(channel, json.dumps({"removed": names}))
-        removed, _ = await pipe.execute()
-    return int(removed)
-
-
-async def list_origins(client: Client, *, key: str = DEFAULT_KEY) -> list[str]:
-    """The entries in the allowlist, sorted.
-
-    Examples:
-        ``redis_url`` is where your Redis listens, such as ``"redis://127.0.0.1:6379/0"``.
-
-        >>> import anyio
-        >>> from corsengine.providers.redis import add_origins, connect, list_origins
-        >>> async def main():
-        ...     client = connect(redis_url)
-        ...     try:
-        ...         await add_origins(client, ["https://b.example", "https://a.example"])
-        ...         return await list_origins(client)
-        ...     finally:
-        ...         await client.aclose()
-        >>> anyio.run(main)
-        ['https://a.example', 'https://b.example']
-    """
-    entries, _ = await read_allowlist(client, key)
-    return entries

@@ -8,10 +8,14 @@ from collections.abc import Iterable
 from .._patterns import Rules, compile_entries
 from ..exceptions import ConfigurationError, CorsEngineWarning, Problem
 from ._base import BaseProvider
+from ._options import string_not_list
+
+__all__ = ["RegexProvider", "StaticProvider"]
 
 
-def compile_or_raise(entries: Iterable[str], regexes: Iterable[str] = ()) -> tuple[Rules, list[Problem]]:
-    """Compile configuration entries; warn about normalization, return problems."""
+def compile_and_warn(entries: Iterable[str], regexes: Iterable[str] = ()) -> tuple[Rules, list[Problem]]:
+    """Compile configured entries, warn about each one normalized, and return the problems
+    (never raised here: the caller reports them with its own, all at once)."""
     rules, problems, notes = compile_entries(entries, regexes=regexes)
     for note in notes:
         warnings.warn(note, CorsEngineWarning, stacklevel=4)
@@ -33,7 +37,7 @@ class StaticProvider(BaseProvider):
     def __init__(self, entries: Iterable[str] = (), *, regexes: Iterable[str] = ()) -> None:
         if isinstance(entries, str):
             raise ConfigurationError([string_not_list("allow_origins", entries)])
-        self.rules, problems = compile_or_raise(entries, regexes)
+        self.rules, problems = compile_and_warn(entries, regexes)
         if problems:
             raise ConfigurationError(problems)
 
@@ -45,6 +49,9 @@ class StaticProvider(BaseProvider):
         return provider
 
     async def load(self) -> Rules:
+        return self.rules
+
+    def known_rules(self) -> Rules:
         return self.rules
 
     def __repr__(self) -> str:
@@ -69,11 +76,3 @@ class RegexProvider(StaticProvider):
 
     def __init__(self, *patterns: str) -> None:
         super().__init__((), regexes=patterns)
-
-
-def string_not_list(name: str, value: str) -> Problem:
-    return Problem(
-        "corsengine.E010",
-        f"{name} is the string {value!r}, not a list",
-        f"write {name}=[{', '.join(repr(part.strip()) for part in value.split(','))}]",
-    )
