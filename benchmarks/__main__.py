@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from benchmarks import asgi, http, instructions, propagation, report, stall
+from benchmarks import compile as compiling
 
 ROOT = Path(__file__).resolve().parent.parent
 PLOT = ROOT / "docs" / "benchmarks.png"
@@ -30,6 +31,7 @@ def render(
     stall_results: list[stall.StallResult] | None = None,
     instruction_results: instructions.InstructionResults | None = None,
     propagation_results: list[propagation.PropagationResult] | str | None = None,
+    compile_results: compiling.CompileResults | None = None,
 ) -> str:
     """The report; ``propagation_results`` is a reason when the run was skipped."""
     verdicts = report.asgi_verdicts(asgi_results)
@@ -77,6 +79,13 @@ def render(
             stall.table(stall_results),
             "",
         ]
+    if compile_results is not None:
+        parts += [
+            "### Compiling allowlists (per origin; an unchanged refresh is a comparison, not a compile)",
+            "",
+            compiling.table(compile_results),
+            "",
+        ]
     if isinstance(propagation_results, str):
         parts += ["### Propagation of a change to every worker", "", propagation_results, ""]
     elif propagation_results:
@@ -90,6 +99,8 @@ def render(
     parts += ["### Targets", "", *(verdict.line() for verdict in verdicts)]
     if stall_results:
         parts.append(stall.verdict_line(stall_results))
+    if compile_results is not None:
+        parts.append(compiling.verdict_line(compile_results))
     if propagation_results and not isinstance(propagation_results, str):
         parts.append(propagation.verdict_line(propagation_results))
     return "\n".join(parts) + "\n"
@@ -121,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     asgi_results = asgi.run(asgi.QUICK if args.quick else asgi.Settings())
     print("event-loop stall benchmark...", file=sys.stderr)
     stall_results = stall.run(stall.QUICK_SIZES if args.quick else stall.SIZES)
+    print("allowlist compile benchmark...", file=sys.stderr)
+    compile_results = compiling.run(
+        compiling.QUICK if args.quick else compiling.Settings(count=not args.no_count)
+    )
     propagation_results: list[propagation.PropagationResult] | str | None = None
     if not args.no_propagation:
         print("propagation benchmark (redis-server, uvicorn fleets)...", file=sys.stderr)
@@ -139,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         print("instruction count under valgrind...", file=sys.stderr)
         instruction_results = instructions.run(instructions.QUICK if args.quick else instructions.Settings())
 
-    text = render(asgi_results, http_results, stall_results, instruction_results, propagation_results)
+    text = render(
+        asgi_results, http_results, stall_results, instruction_results, propagation_results, compile_results
+    )
     print(text)
     report.plot(asgi_results, http_results, args.plot)
     print(f"plot written to {args.plot}", file=sys.stderr)

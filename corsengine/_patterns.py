@@ -9,8 +9,9 @@ port, and ``https://*.example.com:*`` combines both. The scheme is always litera
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from types import MappingProxyType
 from typing import Final
 
@@ -218,31 +219,48 @@ def _compile_pattern(
 
 
 # An exact origin already in canonical form, as databases and documents usually hold them:
-# lower-case http(s), a host of ASCII labels whose last label starts with a letter (so never
-# an IPv4 address), an optional port. Such an entry is added to the set as it is, without
-# the general path's splitting, IDNA and re-serializing (about 10 x faster). Anything else
-# (punycode, IP addresses, patterns, a default port, upper case) takes the general path; a
-# property test holds the two paths equal.
-_CANONICAL_EXACT = re.compile(r"https?://([a-z0-9.-]{1,253})(?::([1-9][0-9]{0,4}))?").fullmatch
+# lower-case http(s), a host of ASCII labels (at most 63 characters, no leading or trailing
+# hyphen, no punycode label, left to the general path) whose last label starts with a letter (so never an
+# IPv4 address), at most 253 characters in all, and a port that is not the scheme's default.
+# Such an entry is stored as it is, without the general path's splitting, IDNA and
+# re-serializing. Anything else (upper case, IP addresses, patterns, a default port, a
+# trailing slash or dot) takes the general path; a property test holds the two paths equal.
+# Written for Python's regex engine: no capturing groups, possessive repeats, so that nothing
+# is kept for backtracking from one label or one entry to the next.
+_LABEL_SHAPE = r"(?!xn--)[a-z0-9][a-z0-9-]{0,62}+(?<!-)"
+_HOST_SHAPE = (
+    r"(?=[a-z0-9.-]{1,253}+(?![a-z0-9.-]))"  # at most 253 characters
+    rf"(?:{_LABEL_SHAPE}\.)*+(?=[a-z]){_LABEL_SHAPE}"
+)
+_PORT_SHAPE = r"(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+_ORIGIN_SHAPE = (
+    rf"http(?:://{_HOST_SHAPE}(?::(?!80\b){_PORT_SHAPE})?"
+    rf"|s://{_HOST_SHAPE}(?::(?!443\b){_PORT_SHAPE})?)"
+)
+_CANONICAL_EXACT: Final = re.compile(_ORIGIN_SHAPE).fullmatch
+# The same, over many entries joined by newlines: one call of the regex engine checks a
+# whole chunk, which costs a fraction of a call per entry.
+_CANONICAL_LINES: Final = re.compile(rf"(?:{_ORIGIN_SHAPE}\n)*+{_ORIGIN_SHAPE}").fullmatch
+_CHUNK: Final = 512
 
 
 def _canonical_exact(entry: str) -> bool:
-    match = _CANONICAL_EXACT(entry)
-    if match is None:
+    return _CANONICAL_EXACT(entry) is not None
+
+
+def _all_canonical(chunk: Sequence[object]) -> bool:
+    """True when every entry of ``chunk`` is a canonical exact origin (see above)."""
+    try:
+        text = "\n".join(chunk)  # type: ignore[arg-type]  # TypeError: not all strings
+    except TypeError:
         return False
-    host, port = match.groups()
-    if (
-        host[0] in ".-"
-        or host[-1] in ".-"
-        or ".." in host
-        or "-." in host
-        or ".-" in host
-        or "xn--" in host
-        or not host.rpartition(".")[2][0].isalpha()
-        or (len(host) > 63 and any(len(label) > 63 for label in host.split(".")))
-    ):
-        return False
-    return port is None or (port != ("443" if entry[4] == "s" else "80") and int(port) <= 65535)
+    # An entry holding a newline would pass as two lines: the count rules it out. A subclass
+    # of str may redefine equality and hashing: it takes the general path, which stores a str.
+    return (
+        text.count("\n") == len(chunk) - 1
+        and _CANONICAL_LINES(text) is not None
+        and {*map(type, chunk)} == {str}
+    )
 
 
 def compile_entries(
@@ -253,49 +271,70 @@ def compile_entries(
     Nothing is raised: callers decide whether problems are fatal (configuration) or reject
     a refreshed document as a whole (providers).
     """
+    items: Sequence[object] = entries if isinstance(entries, list | tuple) else list(entries)
     problems: list[Problem] = []
     warnings: list[str] = []
     exact: set[str] = set()
     subdomains: dict[tuple[str, str, int | None], str] = {}
     any_port: dict[tuple[str, str, int | None], str] = {}
     allow_all = False
-    for entry in entries:
-        if type(entry) is str and _canonical_exact(entry):
-            exact.add(entry)
+    # Chunks whose every entry is a canonical exact origin, taken whole (the usual list).
+    canonical: list[Sequence[object]] = []
+    for start in range(0, len(items), _CHUNK):
+        chunk = items[start : start + _CHUNK]
+        if _all_canonical(chunk):
+            canonical.append(chunk)
             continue
-        if not isinstance(entry, str):
-            problems.append(
-                Problem(
-                    "corsengine.E017",
-                    f"allowlist entry {entry!r} is a {type(entry).__name__}, not a string",
-                    "origins are strings such as 'https://example.com'",
-                )
-            )
-            continue
-        text = entry.strip()
-        if text == "*":
-            allow_all = True
-        elif text == "null":
-            exact.add("null")
-        elif "," in text:
-            problems.append(
-                Problem(
-                    "corsengine.E010",
-                    f"allowlist entry {quote(entry)} is a comma-separated string",
-                    "give one origin per list item",
-                )
-            )
-        else:
-            _compile_pattern(entry, problems, subdomains, any_port, exact, warnings)
+        for entry in chunk:
+            if type(entry) is str and _CANONICAL_EXACT(entry) is not None:
+                exact.add(entry)
+            elif _compile_entry(entry, problems, warnings, exact, subdomains, any_port):
+                allow_all = True
     compiled = tuple(compile_regex(text, problems) for text in regexes)
     rules = Rules(
-        exact=frozenset(exact),
+        exact=frozenset(chain(exact, *canonical)),  # type: ignore[arg-type]  # all str, checked
         subdomains=MappingProxyType(subdomains),
         any_port=MappingProxyType(any_port),
         regexes=tuple(regex for regex in compiled if regex is not None),
         allow_all=allow_all,
     )
     return rules, problems, warnings
+
+
+def _compile_entry(
+    entry: object,
+    problems: list[Problem],
+    warnings: list[str],
+    exact: set[str],
+    subdomains: dict[tuple[str, str, int | None], str],
+    any_port: dict[tuple[str, str, int | None], str],
+) -> bool:
+    """The general path for one entry, into the tables given; True when it is ``*``."""
+    if not isinstance(entry, str):
+        problems.append(
+            Problem(
+                "corsengine.E017",
+                f"allowlist entry {entry!r} is a {type(entry).__name__}, not a string",
+                "origins are strings such as 'https://example.com'",
+            )
+        )
+        return False
+    text = entry.strip()
+    if text == "*":
+        return True
+    if text == "null":
+        exact.add("null")
+    elif "," in text:
+        problems.append(
+            Problem(
+                "corsengine.E010",
+                f"allowlist entry {quote(entry)} is a comma-separated string",
+                "give one origin per list item",
+            )
+        )
+    else:
+        _compile_pattern(entry, problems, subdomains, any_port, exact, warnings)
+    return False
 
 
 def compile_regex(text: str, problems: list[Problem]) -> OriginRegex | None:

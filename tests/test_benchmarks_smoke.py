@@ -15,6 +15,7 @@ import pytest
 
 from benchmarks import __main__ as bench_main
 from benchmarks import apps, asgi, http, instructions, propagation, report
+from benchmarks import compile as compiling
 from corsengine import providers
 
 
@@ -213,6 +214,8 @@ def test_the_command_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "### Targets" in out
     assert "### Event-loop stall while a large callable allowlist refreshes" in out
     assert "stalls the event loop at most 10 ms" in out
+    assert "### Compiling allowlists" in out
+    assert "compiling a canonical exact origin costs ≤ 0.5 µs (100 / 1k: " in out
     assert "### Propagation of a change to every worker" in out
     if propagation.REDIS_SERVER is not None:
         assert "Redis propagation p99 < 250 ms on loopback" in out
@@ -241,3 +244,30 @@ def test_cpu_time_of_a_process_is_read_precisely() -> None:
     after = http._cpu_seconds(os.getpid())
     assert after is not None
     assert 0.015 < after - before < 1.0
+
+
+def test_the_compile_benchmark_runs_in_quick_mode() -> None:
+    results = compiling.run(compiling.QUICK)
+    for kind in compiling.KINDS:
+        for size in compiling.QUICK.sizes:
+            samples = results.samples[(kind, size)]
+            assert len(samples) == compiling.QUICK.runs * compiling.QUICK.processes
+            assert all(sample > 0 for sample in samples)
+    table = compiling.table(results)
+    assert "| canonical, CPU per origin |" in table and "| unchanged refresh, CPU per origin |" in table
+    line = compiling.verdict_line(results)
+    assert line.startswith(("- **MET**: compiling", "- **MISSED**: compiling"))
+    assert "(100 / 1k: " in line
+
+
+def test_the_compile_benchmark_lists_are_what_they_claim() -> None:
+    from corsengine import _patterns
+
+    assert all(_patterns._canonical_exact(origin) for origin in compiling.canonical(600))
+    assert not any(_patterns._canonical_exact(origin) for origin in compiling.non_canonical(600))
+
+
+@pytest.mark.skipif(shutil.which("callgrind_control") is None, reason="valgrind is not installed")
+def test_the_compile_benchmark_counts_instructions_under_valgrind() -> None:
+    per_origin = compiling.count_instructions((200,))
+    assert 100 < per_origin[200] < 100_000

@@ -174,3 +174,102 @@ def test_the_fast_path_takes_the_common_forms_and_leaves_the_rest() -> None:
     ]
     assert all(_patterns._canonical_exact(entry) for entry in taken)
     assert not any(_patterns._canonical_exact(entry) for entry in left)
+
+
+def general_entries(entries: list[object]) -> tuple[Rules, list[str], list[str]]:
+    """compile_entries without any fast path: every entry through the general path."""
+    problems: list[_patterns.Problem] = []
+    warnings: list[str] = []
+    exact: set[str] = set()
+    subdomains: dict[tuple[str, str, int | None], str] = {}
+    any_port: dict[tuple[str, str, int | None], str] = {}
+    allow_all = False
+    for entry in entries:
+        allow_all |= _patterns._compile_entry(entry, problems, warnings, exact, subdomains, any_port)
+    rules = Rules(frozenset(exact), subdomains, any_port, allow_all=allow_all)
+    return rules, [str(problem) for problem in problems], warnings
+
+
+def compiled(entries: list[object]) -> tuple[Rules, list[str], list[str]]:
+    rules, problems, warnings = compile_entries(entries)  # type: ignore[arg-type]
+    return rules, [str(problem) for problem in problems], warnings
+
+
+_ENTRIES = near_canonical() | st.sampled_from(
+    ["*", "null", "https://*.example.com", "http://localhost:*", "https://bücher.example", " https://a.b"]
+)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.lists(_ENTRIES, max_size=12), st.integers(min_value=0, max_value=3))
+def test_compiling_a_list_agrees_with_the_general_path(entries: list[str], copies: int) -> None:
+    # Repeated, the list spans several chunks: whole canonical chunks and mixed ones.
+    many: list[object] = list(entries) * (copies * _patterns._CHUNK // max(len(entries), 1) + 1)
+    assert compiled(many) == general_entries(many)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "https://APP.example.com",
+        "https://app.example.com:443",
+        "http://app.example.com:80",
+        "https://app.example.com/",
+        "https://app.example.com.",
+        "https://bücher.example",  # IDNA: encoded to punycode by the general path
+        "https://xn--bcher-kva.example",
+        "http://127.0.0.1",
+        "https://app.example.com:0443",
+        "https://app.example.com:65536",
+        "https://-app.example.com",
+        "https://app-.example.com",
+        "https://app..example.com",
+        "https://" + "a" * 64 + ".example",
+        "https://" + "a." * 126 + "example",  # 254 characters of host
+        " https://app.example.com",
+        "https://app.example.com\n",
+    ],
+)
+def test_a_non_canonical_entry_never_takes_the_fast_path(entry: str) -> None:
+    assert not _patterns._canonical_exact(entry)
+    assert not _patterns._all_canonical([entry])
+    assert not _patterns._all_canonical(["https://a.example", entry, "https://b.example"])
+    assert compiled([entry]) == general_entries([entry])
+
+
+def test_the_fast_path_takes_the_longest_canonical_host() -> None:
+    host = "a." * 124 + "example"  # 255 characters: too long
+    assert not _patterns._canonical_exact(f"https://{host}")
+    assert _patterns._canonical_exact(f"https://{host[2:]}")  # 253: the limit
+    assert _patterns._canonical_exact("https://" + "a" * 63 + ".example:65535")
+
+
+def test_an_entry_holding_a_newline_is_refused_even_when_its_lines_are_canonical() -> None:
+    entries = ["https://a.example", "https://b.example\nhttps://c.example"]
+    assert not _patterns._all_canonical(entries)
+    rules, problems, _ = compiled(entries)
+    assert rules.exact == {"https://a.example"} and problems
+
+
+def test_a_str_subclass_is_stored_as_a_plain_string() -> None:
+    class Sneaky(str):
+        __hash__ = str.__hash__
+
+    entries: list[object] = [Sneaky("https://a.example"), "https://b.example"]
+    assert not _patterns._all_canonical(entries)
+    rules, problems, _ = compiled(entries)
+    assert rules.exact == {"https://a.example", "https://b.example"} and not problems
+    assert {type(origin) for origin in rules.exact} == {str}
+
+
+def test_problems_keep_the_order_of_the_entries_across_chunks() -> None:
+    canonical = [f"https://t{index}.example" for index in range(3 * _patterns._CHUNK)]
+    entries: list[object] = [*canonical, "ftp:/x", *canonical, 7, "https://a.example/path"]
+    rules, problems, _ = compiled(entries)
+    assert rules.exact == set(canonical)
+    assert [problem.split(":", 1)[0] for problem in problems] == [
+        "corsengine.E003",
+        "corsengine.E017",
+        "corsengine.E001",
+    ]
+    assert (rules, problems) == general_entries(entries)[:2]
