@@ -20,9 +20,10 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ._callables import accepts, check_listener, name_of
+from ._codes import E009, E011, E012, E013, E014, E015, E016, E019, E023, E026, E028
 from ._events import FAILURE_REASONS, DecisionEvent, Reason, RequestKind, RuleKind
 from ._origin import MAX_ORIGIN_LENGTH, describe_invalid_origin, parse_origin, quote
-from ._patterns import Rules, compile_regex
+from ._patterns import Rules, compile_regex, entry_index
 from ._ratelimit import LogRate
 from ._resolver import (
     DEFAULT_LOAD_TIMEOUT,
@@ -125,18 +126,23 @@ def _names(name: str, value: object, code: str, problems: list[Problem]) -> list
     if isinstance(value, bytes) or not isinstance(value, Iterable):
         problems.append(
             Problem(
-                "corsengine.E016",
+                E016,
                 f"{name} is a {type(value).__name__}, not a list",
                 f"pass a list of names, e.g. {name}=['X-Token']",
+                field=name,
             )
         )
         return []
     out = []
-    for item in value:
+    for index, item in enumerate(value):
         if not isinstance(item, str) or not _TOKEN.fullmatch(item):
             problems.append(
                 Problem(
-                    code, f"{name} entry {item!r} is not a valid HTTP token", "check for spaces or commas"
+                    code,
+                    f"{name} entry {item!r} is not a valid HTTP token",
+                    "check for spaces or commas",
+                    field=name,
+                    index=index,
                 )
             )
         else:
@@ -148,9 +154,10 @@ def _flag(name: str, value: object, problems: list[Problem]) -> bool:
     if not isinstance(value, bool):
         problems.append(
             Problem(
-                "corsengine.E019",
+                E019,
                 f"{name}={value!r} is not True or False",
                 f"a string such as 'false' is truthy; write {name}=True or {name}=False",
+                field=name,
             )
         )
         return False
@@ -231,9 +238,10 @@ class Policy:
         if shadow is not None and not isinstance(shadow, Policy):
             problems.append(
                 Problem(
-                    "corsengine.E028",
+                    E028,
                     f"shadow is a {type(shadow).__name__}, not a Policy",
                     "pass the candidate as shadow=Policy(...)",
+                    field="shadow",
                 )
             )
         self.allow_credentials = _flag("allow_credentials", allow_credentials, problems)
@@ -248,35 +256,39 @@ class Policy:
             regex = compile_regex(allow_origin_regex, problems)
             regex_rules = Rules(regexes=(regex,)) if regex is not None else regex_rules
 
-        methods = _names("allow_methods", allow_methods, "corsengine.E014", problems)
+        methods = _names("allow_methods", allow_methods, E014, problems)
         if "*" in methods:
             methods = list(ALL_METHODS)
-        headers = _names("allow_headers", allow_headers, "corsengine.E015", problems)
-        expose = _names("expose_headers", expose_headers, "corsengine.E015", problems)
+        headers = _names("allow_headers", allow_headers, E015, problems)
+        expose = _names("expose_headers", expose_headers, E015, problems)
         if "*" in expose and self.allow_credentials:
             problems.append(
                 Problem(
-                    "corsengine.E023",
+                    E023,
                     "expose_headers=['*'] with allow_credentials=True exposes no header at all",
                     "Fetch reads '*' as a header literally named '*' on credentialed responses; "
                     "list the headers to expose, e.g. expose_headers=['X-Total']",
+                    field="expose_headers",
+                    index=entry_index(expose_headers, "*"),
                 )
             )
 
         if isinstance(max_age, bool) or not isinstance(max_age, int) or not 0 <= max_age <= MAX_MAX_AGE:
             problems.append(
                 Problem(
-                    "corsengine.E009",
+                    E009,
                     f"max_age={max_age!r} is out of range",
                     f"use whole seconds from 0 to {MAX_MAX_AGE}; browsers cap it lower anyway",
+                    field="max_age",
                 )
             )
         if isinstance(preflight_status, bool) or preflight_status not in range(200, 300):
             problems.append(
                 Problem(
-                    "corsengine.E013",
+                    E013,
                     f"preflight_status={preflight_status!r} is not 2xx",
                     "Fetch fails a preflight whose status is not ok (200-299); use 200 or 204",
+                    field="preflight_status",
                 )
             )
         options = Options("Policy")
@@ -284,7 +296,7 @@ class Policy:
         options.seconds("max_stale", max_stale, example=DEFAULT_MAX_STALE, zero=True)
         problems.extend(options.problems)
         static = origins.rules if isinstance(origins, StaticProvider) else Rules()
-        self._check_credentials(static | regex_rules, problems)
+        self._check_credentials(static | regex_rules, problems, allow_origins)
         if problems:
             raise ConfigurationError(problems)
 
@@ -348,11 +360,12 @@ class Policy:
             if accepts(value, 0) is False:
                 problems.append(
                     Problem(
-                        "corsengine.E026",
+                        E026,
                         f"allow_origins is the function {name_of(value)}, which cannot be called without "
                         "arguments",
                         "allow_origins takes a zero-argument function returning a list of origins; "
                         "to decide per origin, pass PredicateProvider(fn)",
+                        field="allow_origins",
                     )
                 )
                 return StaticProvider()
@@ -367,14 +380,15 @@ class Policy:
         else:
             problems.append(
                 Problem(
-                    "corsengine.E016",
+                    E016,
                     f"allow_origins is a {type(value).__name__}",
                     "pass a list of origins, a zero-argument function, or a provider",
+                    field="allow_origins",
                 )
             )
         return StaticProvider()
 
-    def _check_credentials(self, rules: Rules, problems: list[Problem]) -> None:
+    def _check_credentials(self, rules: Rules, problems: list[Problem], origins: object) -> None:
         if not self.allow_credentials:
             return
         if (
@@ -385,19 +399,23 @@ class Policy:
             what = "allow_origins=['*']" if rules.allow_all else "a catch-all allow_origin_regex"
             problems.append(
                 Problem(
-                    "corsengine.E012",
+                    E012,
                     f"{what} with allow_credentials=True lets every site read authenticated responses",
                     "list the trusted origins, or pass unsafe_allow_any_origin_with_credentials=True "
                     "if that is really meant",
+                    field="allow_origins" if rules.allow_all else "allow_origin_regex",
+                    index=entry_index(origins, "*") if rules.allow_all else None,
                 )
             )
         if "null" in rules.exact:
             problems.append(
                 Problem(
-                    "corsengine.E011",
+                    E011,
                     "'null' is allowed together with credentials",
                     "sandboxed iframes and file:// pages all send Origin: null; "
                     "never trust it with credentials",
+                    field="allow_origins",
+                    index=entry_index(origins, "null"),
                 )
             )
 
@@ -420,7 +438,7 @@ class Policy:
         problems: list[Problem] = []
         origins = self._origins_provider(allow_origins, problems)
         if isinstance(origins, StaticProvider):
-            self._check_credentials(origins.rules, problems)
+            self._check_credentials(origins.rules, problems, allow_origins)
         if problems:
             raise ConfigurationError(problems)
         self._resolver.swap(self._combine(origins))

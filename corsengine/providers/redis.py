@@ -21,6 +21,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from .._codes import E030
 from .._origin import quote
 from .._patterns import Rules, compile_entries
 from ..exceptions import ConfigurationError, Problem, ProviderError
@@ -155,6 +156,7 @@ class RedisProvider(BaseProvider):
                 E_SOURCE,
                 f"url {quote(redacted(url))} is not a Redis URL",
                 f"use redis://, rediss:// (TLS) or unix://, e.g. url={DEFAULT_URL!r}",
+                field="url",
             )
         options.text("key", key, example=DEFAULT_KEY)
         options.text("channel", channel, example=DEFAULT_CHANNEL)
@@ -311,9 +313,10 @@ def canonical_entries(origins: Iterable[str], *, allow_any: bool = False) -> lis
         if rules.allow_all and not allow_any:
             problems.append(
                 Problem(
-                    "corsengine.E030",
+                    E030,
                     "'*' would allow every origin on every worker",
                     "list the origins to allow; pass allow_any=True (--allow-any) if that is really meant",
+                    field="origins",
                 )
             )
             continue

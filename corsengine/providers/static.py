@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable
 
+from .._codes import E010
 from .._patterns import Rules, compile_entries
 from ..exceptions import ConfigurationError, CorsEngineWarning, Problem
 from ._base import BaseProvider
@@ -73,7 +74,8 @@ class RegexProvider(StaticProvider):
 
 def string_not_list(name: str, value: str) -> Problem:
     return Problem(
-        "corsengine.E010",
+        E010,
         f"{name} is the string {value!r}, not a list",
         f"write {name}=[{', '.join(repr(part.strip()) for part in value.split(','))}]",
+        field=name,
     )
