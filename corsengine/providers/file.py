@@ -132,7 +132,11 @@ class FileProvider(BaseProvider):
         document = await off_loop_if(
             len(text) > PARSE_IN_THREAD_ABOVE,
             lambda: parse_document(
-                self._decode(text), str(self.path), allow_regexes=self.allow_regexes, text=text
+                self._decode(text),
+                str(self.path),
+                allow_regexes=self.allow_regexes,
+                text=text,
+                format=self.format,
             ),
         )
         self.document = document
