@@ -38,15 +38,17 @@ def is_async(function: Callable[..., Any]) -> bool:
 
 def check_listener(listener: object, what: str, argument: str, kind: str) -> None:
     """Raise ConfigurationError (E026) unless ``listener`` can be called with one argument."""
+    from ._codes import E026
     from .exceptions import ConfigurationError, Problem
 
     if not callable(listener) or accepts(listener, 1) is False:
         raise ConfigurationError(
             [
                 Problem(
-                    "corsengine.E026",
+                    E026,
                     f"the {what} listener {name_of(listener)} cannot be called as listener({argument})",
                     f"a listener takes one argument, a corsengine.{kind}",
+                    field="listener",
                 )
             ]
         )

@@ -12,7 +12,9 @@ import re
 from typing import Any, Final
 
 from . import _regex
-from ._config import ConfigProblem, KeyPath, LoadedConfig, by_line
+from ._codes import CODES, W101, W102, W103, W104, W105, W106, W107, W108, W109, W110
+from ._config import ConfigProblem, LoadedConfig, by_line
+from ._lines import KeyPath
 from ._origin import parse_origin, quote
 from ._patterns import compile_entries
 
@@ -24,18 +26,8 @@ _parser: Any = getattr(_regex, "_sre_parse", None)
 # Chromium caps Access-Control-Max-Age at 2 hours (Firefox at 24 hours).
 CHROMIUM_MAX_AGE: Final = 7200
 
-WARNINGS: Final = {
-    "corsengine.W101": "credentials with a wildcard, a regex or '*'",
-    "corsengine.W102": "a plain-http origin other than localhost or a loopback address",
-    "corsengine.W103": "the 'null' origin is allowed",
-    "corsengine.W104": "a regex with an unescaped '.'",
-    "corsengine.W105": "a regex that allows any prefix before the domain",
-    "corsengine.W106": f"max_age over {CHROMIUM_MAX_AGE} seconds",
-    "corsengine.W107": "allow_headers=['*'] with credentials",
-    "corsengine.W108": "allow_methods=['*']",
-    "corsengine.W109": "allow_private_network is on",
-    "corsengine.W110": "allow_headers=['*'] without Authorization: Fetch's '*' never covers it",
-}
+# The registry's warnings, with the titles the docs' table shows.
+WARNINGS: Final = {code: about.title for code, about in CODES.items() if about.severity == "warning"}
 
 
 def _is_loopback(host: str) -> bool:
@@ -103,7 +95,7 @@ def lint(loaded: LoadedConfig) -> list[ConfigProblem]:
         if credentials and (rules.allow_all or rules.subdomains or rules.any_port):
             found.append(
                 loaded.problem(
-                    "corsengine.W101",
+                    W101,
                     key,
                     f"{quote(entry)} is a wildcard and allow_credentials is true",
                     "every origin it covers (a forgotten or taken-over subdomain, any local port) "
@@ -113,7 +105,7 @@ def lint(loaded: LoadedConfig) -> list[ConfigProblem]:
         if "null" in rules.exact:
             found.append(
                 loaded.problem(
-                    "corsengine.W103",
+                    W103,
                     key,
                     "'null' is allowed",
                     "sandboxed iframes, file:// pages and some redirects all send Origin: null, "
@@ -131,7 +123,7 @@ def lint(loaded: LoadedConfig) -> list[ConfigProblem]:
         if credentials:
             found.append(
                 loaded.problem(
-                    "corsengine.W101",
+                    W101,
                     regex_key,
                     f"the regex {quote(regex)} is used with allow_credentials=true",
                     "a regex is easy to get wrong and every origin it matches can read "
@@ -145,7 +137,7 @@ def lint(loaded: LoadedConfig) -> list[ConfigProblem]:
             if _has_literal_dot(parsed):
                 found.append(
                     loaded.problem(
-                        "corsengine.W104",
+                        W104,
                         regex_key,
                         f"the regex {quote(regex)} has an unescaped '.', which matches any character",
                         "escape dots meant literally: 'api\\.example\\.com' (else 'apiXexample.com' "
@@ -155,7 +147,7 @@ def lint(loaded: LoadedConfig) -> list[ConfigProblem]:
             if _has_open_prefix(parsed):
                 found.append(
                     loaded.problem(
-                        "corsengine.W105",
+                        W105,
                         regex_key,
                         f"the regex {quote(regex)} lets anything stand right before the domain name",
                         "'.*example\\.com' also matches 'evilexample.com'; end the wildcard on a "
@@ -166,7 +158,7 @@ def lint(loaded: LoadedConfig) -> list[ConfigProblem]:
     if config.max_age > CHROMIUM_MAX_AGE:
         found.append(
             loaded.problem(
-                "corsengine.W106",
+                W106,
                 ("max_age",),
                 f"max_age={config.max_age} is over {CHROMIUM_MAX_AGE} seconds",
                 f"Chromium caps preflight caching at {CHROMIUM_MAX_AGE} s; a longer max_age only "
@@ -176,7 +168,7 @@ def lint(loaded: LoadedConfig) -> list[ConfigProblem]:
     if credentials and "*" in config.allow_headers:
         found.append(
             loaded.problem(
-                "corsengine.W107",
+                W107,
                 ("allow_headers", config.allow_headers.index("*")),
                 "allow_headers=['*'] with allow_credentials=true mirrors every requested header",
                 "list the headers the app reads; browsers treat '*' literally with credentials",
@@ -185,7 +177,7 @@ def lint(loaded: LoadedConfig) -> list[ConfigProblem]:
     if "*" in config.allow_methods:
         found.append(
             loaded.problem(
-                "corsengine.W108",
+                W108,
                 ("allow_methods", config.allow_methods.index("*")),
                 "allow_methods=['*'] allows every method, DELETE and PUT included",
                 "list the methods the app serves cross-origin",
@@ -194,7 +186,7 @@ def lint(loaded: LoadedConfig) -> list[ConfigProblem]:
     if config.allow_private_network:
         found.append(
             loaded.problem(
-                "corsengine.W109",
+                W109,
                 ("allow_private_network",),
                 "allow_private_network=true lets public websites reach this private-network service",
                 "only for devices and intranet services meant to be driven from public pages",
@@ -205,7 +197,7 @@ def lint(loaded: LoadedConfig) -> list[ConfigProblem]:
     ):
         found.append(
             loaded.problem(
-                "corsengine.W110",
+                W110,
                 ("allow_headers", config.allow_headers.index("*")),
                 "allow_headers=['*'] here never covers Authorization (Fetch's meaning, which a "
                 "policy file and Policy follow); the drop-in CORSMiddleware's keyword form covers "
@@ -219,7 +211,7 @@ def lint(loaded: LoadedConfig) -> list[ConfigProblem]:
 
 def _http_warning(loaded: LoadedConfig, key: KeyPath, what: str) -> ConfigProblem:
     return loaded.problem(
-        "corsengine.W102",
+        W102,
         key,
         f"{what} allows plain http",
         "anyone on the network path can inject script into an http page and act as that origin; "

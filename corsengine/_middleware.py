@@ -8,6 +8,7 @@ from typing import Any
 
 import anyio
 
+from ._codes import E019, E027
 from ._decide import MAX_REQUEST_HEADERS_LENGTH, PreflightAnswer
 from ._events import DecisionEvent, RequestKind
 from ._origin import quote
@@ -56,9 +57,10 @@ def _compile_routes(routes: Mapping[str, Policy] | None) -> dict[str, Policy]:
     if not isinstance(routes, Mapping):
         problems.append(
             Problem(
-                "corsengine.E027",
+                E027,
                 f"routes is a {type(routes).__name__}, not a mapping",
                 "write routes={'/public/': public_policy}",
+                field="routes",
             )
         )
         raise ConfigurationError(problems)
@@ -66,14 +68,15 @@ def _compile_routes(routes: Mapping[str, Policy] | None) -> dict[str, Policy]:
     for prefix, policy in routes.items():
         if not isinstance(prefix, str) or not prefix.startswith("/"):
             problems.append(
-                Problem("corsengine.E027", f"route {prefix!r} is not a path prefix", "start it with '/'")
+                Problem(E027, f"route {prefix!r} is not a path prefix", "start it with '/'", field="routes")
             )
         elif not isinstance(policy, Policy):
             problems.append(
                 Problem(
-                    "corsengine.E027",
+                    E027,
                     f"route {prefix!r} maps to a {type(policy).__name__}, not a Policy",
                     "give each route a corsengine.Policy",
+                    field="routes",
                 )
             )
         else:
@@ -248,9 +251,10 @@ class CORSMiddleware:
             raise ConfigurationError(
                 [
                     Problem(
-                        "corsengine.E019",
+                        E019,
                         f"check_websocket_origin={check_websocket_origin!r} is not True or False",
                         "write check_websocket_origin=True or check_websocket_origin=False",
+                        field="check_websocket_origin",
                     )
                 ]
             )

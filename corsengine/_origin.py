@@ -13,6 +13,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+from ._codes import E001, E002, E003, E004
 from .exceptions import Problem
 
 # Fetch/URL: a serialized origin is at most scheme (up to ~20) + "://" + host (253) + ":65535".
@@ -148,7 +149,7 @@ def split_configured(raw: str, problems: list[Problem]) -> SplitOrigin | None:
     if not sep or not scheme:
         problems.append(
             Problem(
-                "corsengine.E003",
+                E003,
                 f"origin {quote(raw)} has no scheme",
                 "write the full origin, e.g. 'https://example.com'",
             )
@@ -156,7 +157,7 @@ def split_configured(raw: str, problems: list[Problem]) -> SplitOrigin | None:
         return None
     scheme = scheme.lower()
     if not re.fullmatch(_SCHEME, scheme):
-        problems.append(Problem("corsengine.E003", f"origin {quote(raw)} has an invalid scheme"))
+        problems.append(Problem(E003, f"origin {quote(raw)} has an invalid scheme"))
         return None
     if rest.endswith("/"):
         rest = rest[:-1]
@@ -164,7 +165,7 @@ def split_configured(raw: str, problems: list[Problem]) -> SplitOrigin | None:
         if mark in rest:
             problems.append(
                 Problem(
-                    "corsengine.E001",
+                    E001,
                     f"origin {quote(raw)} has {what}",
                     "an Origin header never carries a path, query or fragment: "
                     "keep only scheme://host[:port]",
@@ -174,7 +175,7 @@ def split_configured(raw: str, problems: list[Problem]) -> SplitOrigin | None:
     if "@" in rest:
         problems.append(
             Problem(
-                "corsengine.E002",
+                E002,
                 f"origin {quote(raw)} has userinfo",
                 "an Origin header never carries user:password@; remove it",
             )
@@ -214,9 +215,7 @@ def normalize_host(raw: str, host: str, problems: list[Problem]) -> str | None:
     """Lower-case, IDNA-encode and validate a configured host (no wildcards)."""
     canonical = _canonical_host(host)
     if canonical is None:
-        problems.append(
-            Problem("corsengine.E004", f"origin {quote(raw)} has an invalid host", "check the host name")
-        )
+        problems.append(Problem(E004, f"origin {quote(raw)} has an invalid host", "check the host name"))
     return canonical
 
 
@@ -225,9 +224,7 @@ def normalize_port(raw: str, scheme: str, port: str | None, problems: list[Probl
     if port is None:
         return None
     if not port.isdigit() or not 0 <= int(port) <= 65535:
-        problems.append(
-            Problem("corsengine.E004", f"origin {quote(raw)} has an invalid port", "use a number 0-65535")
-        )
+        problems.append(Problem(E004, f"origin {quote(raw)} has an invalid port", "use a number 0-65535"))
         return None
     number = int(port)
     return None if DEFAULT_PORTS.get(scheme) == number else number

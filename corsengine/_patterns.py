@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import chain
 from types import MappingProxyType
 from typing import Final
 
+from ._codes import E003, E005, E006, E010, E017
 from ._origin import Origin, normalize_host, normalize_port, parse_origin, quote, split_configured
 from ._regex import OriginRegex, compile_origin_regex
 from ._suffixes import public_suffix_under
@@ -142,7 +143,7 @@ class Rules:
 
 def _wildcard_problem(raw: str, what: str) -> Problem:
     return Problem(
-        "corsengine.E005",
+        E005,
         f"misplaced wildcard in {quote(raw)}: {what}",
         "wildcards take the form 'https://*.example.com' (whole leftmost labels) "
         "or 'http://localhost:*' (any port)",
@@ -165,7 +166,7 @@ def _compile_pattern(
     if parts is None:
         if raw.strip().startswith("*.") and problems:
             problems[-1] = Problem(
-                "corsengine.E003",
+                E003,
                 f"wildcard {quote(raw)} has no scheme",
                 f"write the scheme, e.g. 'https://{raw.strip()}'",
             )
@@ -201,7 +202,7 @@ def _compile_pattern(
             )
             problems.append(
                 Problem(
-                    "corsengine.E006",
+                    E006,
                     f"wildcard {quote(raw)} covers a public suffix or shared hosting domain{below}",
                     "anyone can register a name under it; list your own domain instead, "
                     "e.g. 'https://*.yourapp.example'",
@@ -285,12 +286,19 @@ def compile_entries(
         if _all_canonical(chunk):
             canonical.append(chunk)
             continue
-        for entry in chunk:
+        for index, entry in enumerate(chunk, start):
             if type(entry) is str and _CANONICAL_EXACT(entry) is not None:
                 exact.add(entry)
-            elif _compile_entry(entry, problems, warnings, exact, subdomains, any_port):
+                continue
+            found = len(problems)
+            if _compile_entry(entry, problems, warnings, exact, subdomains, any_port):
                 allow_all = True
-    compiled = tuple(compile_regex(text, problems) for text in regexes)
+            _place(problems, found, index, "allow_origins")
+    compiled = []
+    for index, text in enumerate(regexes):
+        found = len(problems)
+        compiled.append(compile_regex(text, problems))
+        _place(problems, found, index)
     rules = Rules(
         exact=frozenset(chain(exact, *canonical)),  # type: ignore[arg-type]  # all str, checked
         subdomains=MappingProxyType(subdomains),
@@ -313,7 +321,7 @@ def _compile_entry(
     if not isinstance(entry, str):
         problems.append(
             Problem(
-                "corsengine.E017",
+                E017,
                 f"allowlist entry {entry!r} is a {type(entry).__name__}, not a string",
                 "origins are strings such as 'https://example.com'",
             )
@@ -327,7 +335,7 @@ def _compile_entry(
     elif "," in text:
         problems.append(
             Problem(
-                "corsengine.E010",
+                E010,
                 f"allowlist entry {quote(entry)} is a comma-separated string",
                 "give one origin per list item",
             )
@@ -335,6 +343,21 @@ def _compile_entry(
     else:
         _compile_pattern(entry, problems, subdomains, any_port, exact, warnings)
     return False
+
+
+def _place(problems: list[Problem], start: int, index: int, field: str | None = None) -> None:
+    """Say which entry the problems from ``start`` on are about (their helpers cannot know)."""
+    for at in range(start, len(problems)):
+        problems[at] = replace(problems[at], field=field or problems[at].field, index=index)
+
+
+def entry_index(entries: object, entry: str) -> int | None:
+    """The position of ``entry`` (such as ``"*"``) in a list of entries, if it is a list."""
+    if isinstance(entries, Sequence) and not isinstance(entries, str):
+        for index, item in enumerate(entries):
+            if isinstance(item, str) and item.strip() == entry:
+                return index
+    return None
 
 
 def compile_regex(text: str, problems: list[Problem]) -> OriginRegex | None:

@@ -21,6 +21,7 @@ from anyio.abc import TaskGroup
 
 from . import _decide
 from ._callables import check_listener, name_of
+from ._codes import E028
 from ._decide import MAX_REQUEST_HEADERS_LENGTH, Decision, Headers, PreflightAnswer
 from ._events import FAILURE_REASONS, DecisionEvent, Reason, RequestKind, RuleKind
 from ._memo import MALFORMED, PreflightKey, Verdict
@@ -135,9 +136,10 @@ class Policy:
         if shadow is not None and not isinstance(shadow, Policy):
             problems.append(
                 Problem(
-                    "corsengine.E028",
+                    E028,
                     f"shadow is a {type(shadow).__name__}, not a Policy",
                     "pass the candidate as shadow=Policy(...)",
+                    field="shadow",
                 )
             )
         settings, origins = compile_settings(
@@ -158,7 +160,7 @@ class Policy:
         options.seconds("timeout", timeout, example=DEFAULT_LOAD_TIMEOUT)
         options.seconds("max_stale", max_stale, example=DEFAULT_MAX_STALE, zero=True)
         problems.extend(options.problems)
-        check_credentials(settings, static_rules(origins) | settings.regex, problems)
+        check_credentials(settings, static_rules(origins) | settings.regex, problems, allow_origins)
         if problems:
             raise ConfigurationError(problems)
         self.settings = accept_any_origin(settings, static_rules(origins) | settings.regex)
@@ -243,7 +245,7 @@ class Policy:
         """
         problems: list[Problem] = []
         origins = origins_provider(allow_origins, problems)
-        check_credentials(self.settings, static_rules(origins), problems)
+        check_credentials(self.settings, static_rules(origins), problems, allow_origins)
         if problems:
             raise ConfigurationError(problems)
         self._resolver.swap(with_regex(self.settings, origins))

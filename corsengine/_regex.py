@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any, Final, Protocol
 
+from ._codes import E007, E008, E018
 from ._origin import quote
 from .exceptions import Problem
 
@@ -33,10 +34,6 @@ _REPEATS = {"MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"}
 # Three repeats in a row that can take the same characters backtrack in O(n**3) on a
 # refused origin of n bytes: 5-20 ms at 326 bytes. Two, O(n**2), stay well under 1 ms.
 MAX_OVERLAPPING_REPEATS: Final = 2
-
-E_BAD_REGEX: Final = "corsengine.E007"
-E_CATASTROPHIC: Final = "corsengine.E008"
-E_NOT_RE2: Final = "corsengine.E018"
 
 
 class OriginRegex(Protocol):
@@ -94,9 +91,10 @@ def compile_origin_regex(text: str, problems: list[Problem]) -> OriginRegex | No
     except (re.error, TypeError) as error:
         problems.append(
             Problem(
-                E_BAD_REGEX,
+                E007,
                 f"origin regex {quote(str(text))} does not compile: {error}",
                 "check the syntax; the regex must match the whole origin",
+                field="allow_origin_regex",
             )
         )
         return None
@@ -120,10 +118,11 @@ def compile_origin_regex(text: str, problems: list[Problem]) -> OriginRegex | No
             construct = f"it ({detail})"
     problems.append(
         Problem(
-            E_NOT_RE2,
+            E018,
             f"origin regex {quote(text)}: RE2, the linear-time engine, cannot run {construct}",
             "RE2 keeps every regex linear in the origin's length; rewrite it without that construct "
             "(a wildcard pattern such as 'https://*.example.com' often says the same)",
+            field="allow_origin_regex",
         )
     )
     return None
@@ -408,18 +407,20 @@ def check_regex(regex: re.Pattern[str]) -> Problem | None:
         guard.chain(list(parsed), 0, (0, 0))
     except _Catastrophic as error:
         return Problem(
-            E_CATASTROPHIC,
+            E008,
             f"origin regex {quote(regex.pattern)} can backtrack exponentially: {error} "
             "(as in (a+)+, (a|aa)* or ([a-z]+[a-z0-9]*)+)",
             f"end a repeated group on a character it cannot otherwise contain, as in "
             f"'(?:[a-z0-9-]+\\.)+'; or {hint}",
+            field="allow_origin_regex",
         )
     if guard.longest_chain > MAX_OVERLAPPING_REPEATS:
         return Problem(
-            E_CATASTROPHIC,
+            E008,
             f"origin regex {quote(regex.pattern)} has {guard.longest_chain} repeats in a row that can "
             "take the same characters (as in .*.*.*)",
             f"each one multiplies the backtracking by the origin's length; separate them by a "
             f"character they cannot take, as in '[a-z0-9-]+\\.[a-z0-9-]+'; or {hint}",
+            field="allow_origin_regex",
         )
     return None

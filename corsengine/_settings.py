@@ -18,7 +18,8 @@ from types import MappingProxyType
 from typing import Any, Final, cast
 
 from ._callables import accepts, name_of
-from ._patterns import Rules, compile_regex
+from ._codes import E009, E011, E012, E013, E014, E015, E016, E019, E023, E026
+from ._patterns import Rules, compile_regex, entry_index
 from .exceptions import ConfigurationError, Problem
 from .providers._base import UnionProvider
 from .providers._options import string_not_list
@@ -120,35 +121,39 @@ def compile_settings(
     if allow_origin_regex is not None:
         compiled = compile_regex(allow_origin_regex, problems)
         regex = Rules(regexes=(compiled,)) if compiled is not None else regex
-    methods = _names("allow_methods", allow_methods, "corsengine.E014", problems)
+    methods = _names("allow_methods", allow_methods, E014, problems)
     if "*" in methods:
         methods = list(ALL_METHODS)
-    headers = _names("allow_headers", allow_headers, "corsengine.E015", problems)
-    expose = _names("expose_headers", expose_headers, "corsengine.E015", problems)
+    headers = _names("allow_headers", allow_headers, E015, problems)
+    expose = _names("expose_headers", expose_headers, E015, problems)
     if "*" in expose and credentials:
         problems.append(
             Problem(
-                "corsengine.E023",
+                E023,
                 "expose_headers=['*'] with allow_credentials=True exposes no header at all",
                 "Fetch reads '*' as a header literally named '*' on credentialed responses; "
                 "list the headers to expose, e.g. expose_headers=['X-Total']",
+                field="expose_headers",
+                index=entry_index(expose_headers, "*"),
             )
         )
     if isinstance(max_age, bool) or not isinstance(max_age, int) or not 0 <= max_age <= MAX_MAX_AGE:
         problems.append(
             Problem(
-                "corsengine.E009",
+                E009,
                 f"max_age={max_age!r} is out of range",
                 f"use whole seconds from 0 to {MAX_MAX_AGE}; browsers cap it lower anyway",
+                field="max_age",
             )
         )
         max_age = 0
     if isinstance(preflight_status, bool) or preflight_status not in range(200, 300):
         problems.append(
             Problem(
-                "corsengine.E013",
+                E013,
                 f"preflight_status={preflight_status!r} is not 2xx",
                 "Fetch fails a preflight whose status is not ok (200-299); use 200 or 204",
+                field="preflight_status",
             )
         )
         preflight_status = 200
@@ -202,8 +207,11 @@ def allows_any_origin(rules: Rules) -> bool:
     return any(sum(1 for probe in _PROBE_ORIGINS if regex.fullmatch(probe)) >= 2 for regex in rules.regexes)
 
 
-def check_credentials(settings: Settings, rules: Rules, problems: list[Problem]) -> None:
-    """E012 and E011: static rules that let every site, or ``null``, in with credentials."""
+def check_credentials(settings: Settings, rules: Rules, problems: list[Problem], origins: object) -> None:
+    """E012 and E011: static rules that let every site, or ``null``, in with credentials.
+
+    ``origins`` is ``allow_origins`` as given, to say which entry is at fault.
+    """
     if not settings.allow_credentials:
         return
     if (
@@ -214,18 +222,22 @@ def check_credentials(settings: Settings, rules: Rules, problems: list[Problem])
         what = "allow_origins=['*']" if rules.allow_all else "a catch-all allow_origin_regex"
         problems.append(
             Problem(
-                "corsengine.E012",
+                E012,
                 f"{what} with allow_credentials=True lets every site read authenticated responses",
                 "list the trusted origins, or pass unsafe_allow_any_origin_with_credentials=True "
                 "if that is really meant",
+                field="allow_origins" if rules.allow_all else "allow_origin_regex",
+                index=entry_index(origins, "*") if rules.allow_all else None,
             )
         )
     if "null" in rules.exact:
         problems.append(
             Problem(
-                "corsengine.E011",
+                E011,
                 "'null' is allowed together with credentials",
                 "sandboxed iframes and file:// pages all send Origin: null; never trust it with credentials",
+                field="allow_origins",
+                index=entry_index(origins, "null"),
             )
         )
 
@@ -243,11 +255,12 @@ def origins_provider(value: OriginsSpec, problems: list[Problem]) -> Provider:
         if accepts(value, 0) is False:
             problems.append(
                 Problem(
-                    "corsengine.E026",
+                    E026,
                     f"allow_origins is the function {name_of(value)}, which cannot be called "
                     "without arguments",
                     "allow_origins takes a zero-argument function returning a list of origins; "
                     "to decide per origin, pass PredicateProvider(fn)",
+                    field="allow_origins",
                 )
             )
             return StaticProvider()
@@ -262,9 +275,10 @@ def origins_provider(value: OriginsSpec, problems: list[Problem]) -> Provider:
     else:
         problems.append(
             Problem(
-                "corsengine.E016",
+                E016,
                 f"allow_origins is a {type(value).__name__}",
                 "pass a list of origins, a zero-argument function, or a provider",
+                field="allow_origins",
             )
         )
     return StaticProvider()
@@ -291,18 +305,23 @@ def _names(name: str, value: object, code: str, problems: list[Problem]) -> list
     if isinstance(value, bytes) or not isinstance(value, Iterable):
         problems.append(
             Problem(
-                "corsengine.E016",
+                E016,
                 f"{name} is a {type(value).__name__}, not a list",
                 f"pass a list of names, e.g. {name}=['X-Token']",
+                field=name,
             )
         )
         return []
     out = []
-    for item in value:
+    for index, item in enumerate(value):
         if not isinstance(item, str) or not TOKEN.fullmatch(item):
             problems.append(
                 Problem(
-                    code, f"{name} entry {item!r} is not a valid HTTP token", "check for spaces or commas"
+                    code,
+                    f"{name} entry {item!r} is not a valid HTTP token",
+                    "check for spaces or commas",
+                    field=name,
+                    index=index,
                 )
             )
         else:
@@ -314,9 +333,10 @@ def _flag(name: str, value: object, problems: list[Problem]) -> bool:
     if not isinstance(value, bool):
         problems.append(
             Problem(
-                "corsengine.E019",
+                E019,
                 f"{name}={value!r} is not True or False",
                 f"a string such as 'false' is truthy; write {name}=True or {name}=False",
+                field=name,
             )
         )
         return False

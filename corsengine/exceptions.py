@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
 __all__ = [
     "ConfigurationError",
@@ -19,17 +19,28 @@ class Problem:
     """One configuration problem: a stable code, what is wrong, and how to fix it.
 
     `ConfigurationError.problems` holds them; the codes are listed in the configuration docs.
+    ``field`` names the option the problem is about (``"allow_methods"``), and ``index`` the
+    position of the entry in that option's list when the problem is about one entry; both are
+    None when unknown (or, for ``index``, when the problem is about the whole option).
 
     Examples:
-        >>> from corsengine import Problem
+        >>> from corsengine import ConfigurationError, Policy, Problem
         >>> problem = Problem("corsengine.E009", "max_age=-1 is out of range", "use 0 to 86400")
         >>> print(problem)
         corsengine.E009: max_age=-1 is out of range (hint: use 0 to 86400)
+        >>> try:
+        ...     Policy(allow_methods=["GET", "BAD METHOD"])
+        ... except ConfigurationError as error:
+        ...     print(error.problems[0].field, error.problems[0].index)
+        allow_methods 1
     """
 
     code: str
     message: str
     hint: str = ""
+    _: KW_ONLY
+    field: str | None = None
+    index: int | None = None
 
     def __str__(self) -> str:
         text = f"{self.code}: {self.message}"

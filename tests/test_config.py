@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from corsengine import ConfigurationError, Policy
+from corsengine import ConfigurationError, Policy, Problem
 from corsengine._config import (
     ConfigProblem,
     json_key_lines,
@@ -185,9 +185,10 @@ def test_every_problem_is_listed_at_once_in_file_order(tmp_path: Path) -> None:
     assert str(found[0]).startswith(f"{tmp_path / 'cors.toml'}:3: corsengine.E003: allow_origins[1]: ")
 
 
-def test_an_entry_too_long_to_quote_is_located_by_its_key(tmp_path: Path) -> None:
-    text = f'max_age = 60\nallow_origins = ["https://app.example.com/{"x" * 100}"]\n'
-    assert located(write(tmp_path, "cors.toml", text)) == [("corsengine.E001", "allow_origins", 2)]
+def test_an_entry_too_long_to_quote_is_located_by_its_index(tmp_path: Path) -> None:
+    # The problem carries its index from where it is created: the message need not quote it.
+    text = f'max_age = 60\nallow_origins = [\n  "https://app.example.com/{"x" * 100}",\n]\n'
+    assert located(write(tmp_path, "cors.toml", text)) == [("corsengine.E001", "allow_origins[0]", 3)]
 
 
 def test_json_problems_name_the_field_and_the_line(tmp_path: Path) -> None:
@@ -316,3 +317,62 @@ def test_json_scanner_handles_nesting_and_escapes() -> None:
         ("e",): 3,
     }
     assert duplicates == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        pytest.param({"allow_origins": ["https://a.example", "ftp//x"]}, [("allow_origins", 1)], id="entry"),
+        pytest.param({"allow_origins": ["https://a.example", 7]}, [("allow_origins", 1)], id="not-a-string"),
+        pytest.param({"allow_origins": "https://a.example"}, [("allow_origins", None)], id="string"),
+        pytest.param({"allow_origins": ["https://*.com"]}, [("allow_origins", 0)], id="public-suffix"),
+        pytest.param(
+            {"allow_origins": ["https://a.example", "null"], "allow_credentials": True},
+            [("allow_origins", 1)],
+            id="null-credentials",
+        ),
+        pytest.param(
+            {"allow_origin_regex": ".*", "allow_credentials": True},
+            [("allow_origin_regex", None)],
+            id="catch-all",
+        ),
+        pytest.param({"allow_origin_regex": "(x"}, [("allow_origin_regex", None)], id="regex"),
+        pytest.param({"allow_methods": ["GET", "A B"]}, [("allow_methods", 1)], id="method"),
+        pytest.param({"allow_headers": 3}, [("allow_headers", None)], id="not-a-list"),
+        pytest.param(
+            {"expose_headers": ["X-A", "*"], "allow_credentials": True},
+            [("expose_headers", 1)],
+            id="expose-star",
+        ),
+        pytest.param({"allow_credentials": "false"}, [("allow_credentials", None)], id="flag"),
+        pytest.param(
+            {"max_age": -1, "preflight_status": 404},
+            [("max_age", None), ("preflight_status", None)],
+            id="ints",
+        ),
+        pytest.param({"timeout": 0}, [("timeout", None)], id="option"),
+    ],
+)
+def test_each_policy_problem_carries_its_field_and_index(
+    kwargs: dict[str, object], expected: list[tuple[str, int | None]]
+) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Policy(**kwargs)  # type: ignore[arg-type]
+    assert [(problem.field, problem.index) for problem in caught.value.problems] == expected
+
+
+def test_a_provider_problem_carries_its_field() -> None:
+    from corsengine.providers import PredicateProvider, RegexProvider
+
+    with pytest.raises(ConfigurationError) as caught:
+        PredicateProvider(lambda origin: True, vary=["X-Ok", "no spaces"], cache_ttl=-1)
+    assert [(p.field, p.index) for p in caught.value.problems] == [("vary", 1), ("cache_ttl", None)]
+    with pytest.raises(ConfigurationError) as caught:
+        RegexProvider("https://a\\.example", "(x")
+    assert [(p.field, p.index) for p in caught.value.problems] == [("allow_origin_regex", 1)]
+
+
+def test_a_policy_problem_without_a_file_key_has_no_line(tmp_path: Path) -> None:
+    loaded = read_config(write(tmp_path, "cors.toml", "max_age = 60\n"))
+    problem = loaded.located(Problem("corsengine.E028", "shadow is an int", field="shadow"))
+    assert (problem.field, problem.line) == ("shadow", None)

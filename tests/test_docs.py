@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
@@ -14,6 +15,7 @@ from markdown.extensions.toc import slugify
 from starlette.testclient import TestClient
 
 from corsengine import Policy
+from corsengine._codes import CODES
 from corsengine.providers import RedisProvider
 
 from .doc_examples import ROOT, CodeBlock, Example, examples, python_blocks
@@ -168,14 +170,32 @@ def test_onboarding_a_partner_twice_against_a_real_redis(redis: RedisServer) -> 
     anyio.run(scenario)
 
 
-def test_the_error_code_table_lists_every_code_the_package_raises() -> None:
-    code = re.compile(r"corsengine\.E\d{3}")
-    raised = {
-        found for path in (ROOT / "corsengine").rglob("*.py") for found in code.findall(path.read_text())
-    }
-    table = (ROOT / "docs" / "configuration.md").read_text()
-    documented = set(re.findall(rf"^\| `({code.pattern})` \|", table, re.MULTILINE))
-    assert raised == documented
+def code_table(page: str, severity: str) -> list[tuple[str, str]]:
+    """The rows (code, text) of a page's table of codes of one severity."""
+    letter = "E" if severity == "error" else "W"
+    text = (ROOT / "docs" / page).read_text()
+    return re.findall(rf"^\| `(corsengine\.{letter}\d{{3}})` \| (.*) \|$", text, re.MULTILINE)
+
+
+@pytest.mark.parametrize(("page", "severity"), [("configuration.md", "error"), ("cli.md", "warning")])
+def test_the_code_tables_are_the_registry(page: str, severity: str) -> None:
+    """Each docs table lists the registry's codes of its severity, in order, with their titles."""
+    registered = [(code, about.title) for code, about in CODES.items() if about.severity == severity]
+    assert code_table(page, severity) == registered
+
+
+def test_the_package_raises_every_registered_code_and_writes_none_out() -> None:
+    """A code is written once, in the registry; the rest of the package names its constant."""
+    used: set[str] = set()
+    for path in (ROOT / "corsengine").rglob("*.py"):
+        if path.name == "_codes.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                assert not re.fullmatch(r"corsengine\.[EW]\d{3}", node.value), (path, node.lineno)
+            if isinstance(node, ast.ImportFrom) and (node.module or "").endswith("_codes"):
+                used.update(f"corsengine.{alias.name}" for alias in node.names if alias.name != "CODES")
+    assert used == set(CODES)
 
 
 def test_the_blog_snippet_opens_the_readme_and_serves() -> None:

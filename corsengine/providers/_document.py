@@ -16,10 +16,13 @@ built with ``allow_regexes=True``. Unknown keys are refused too, so that a typo 
 from __future__ import annotations
 
 import json
+import tomllib
 from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
+from .._lines import KeyPath, key_lines
 from .._patterns import Rules, compile_entries
 from ..exceptions import ProviderError
 from .dynamic import validate_entries
@@ -44,10 +47,17 @@ class Document:
     version: str | None = None
 
 
-def parse_document(data: object, source: str, *, allow_regexes: bool, text: str | None = None) -> Document:
+def parse_document(
+    data: object,
+    source: str,
+    *,
+    allow_regexes: bool,
+    text: str | None = None,
+    format: Literal["json", "toml"] = "json",
+) -> Document:
     """Validate a decoded document; raise ProviderError naming what is wrong.
 
-    ``text`` is the document's source, used to name the lines of invalid entries.
+    ``text`` is the document's source (in ``format``), used to name the lines of invalid entries.
     """
     version: str | None = None
     regexes: list[str] = []
@@ -73,7 +83,7 @@ def parse_document(data: object, source: str, *, allow_regexes: bool, text: str 
     try:
         rules = validate_entries(entries, source, regexes=regexes)
     except ProviderError as error:
-        lines = _lines_of_bad_entries(entries, text) if text is not None else []
+        lines = _lines_of_bad_entries(entries, regexes, text, format) if text is not None else []
         if not lines:
             raise
         where = ", ".join(str(line) for line in lines)
@@ -92,17 +102,32 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _lines_of_bad_entries(entries: list[object], text: str) -> list[int]:
-    """Line numbers (1-based) of the entries that do not compile, as far as they can be found."""
-    lines: set[int] = set()
-    source_lines = text.splitlines()
-    for entry in entries:
-        if not isinstance(entry, str) or not compile_entries([entry])[1]:
-            continue
-        # JSON and TOML basic strings quote alike for ordinary text.
-        needle = json.dumps(entry, ensure_ascii=False)
-        for number, line in enumerate(source_lines, start=1):
-            if needle in line:
-                lines.add(number)
-                break
-    return sorted(lines)
+def _lines_of_bad_entries(
+    entries: list[object], regexes: list[str], text: str, format: Literal["json", "toml"]
+) -> list[int]:
+    """Line numbers (1-based) of the invalid entries, where the text holds them (first place each)."""
+    _, problems, _ = compile_entries(entries, regexes=regexes)  # type: ignore[arg-type]  # checked there
+    bad = {
+        _value((regexes if problem.field == "allow_origin_regex" else entries)[problem.index])
+        for problem in problems
+        if problem.index is not None
+    }
+    where = key_lines(text, format)
+    first: dict[tuple[type, str], int] = {}
+    for key, value in _leaves(json.loads(text) if format == "json" else tomllib.loads(text), ()):
+        if _value(value) in bad and key in where:
+            first.setdefault(_value(value), where[key])
+    return sorted(set(first.values()))
+
+
+def _value(value: object) -> tuple[type, str]:
+    return type(value), repr(value)
+
+
+def _leaves(value: object, key: KeyPath) -> list[tuple[KeyPath, object]]:
+    """Every scalar of the document with its key path (``("origins", 2)``), in order."""
+    if isinstance(value, dict):
+        return [leaf for name, item in value.items() for leaf in _leaves(item, (*key, name))]
+    if isinstance(value, list):
+        return [leaf for index, item in enumerate(value) for leaf in _leaves(item, (*key, index))]
+    return [(key, value)]

@@ -11,13 +11,15 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from typing import Final, TypeGuard
+from typing import TypeGuard
 
+from .._codes import E010
+from .._codes import E019 as E_FLAG
+from .._codes import E024 as E_OPTION
+from .._codes import E025 as E_SOURCE
 from ..exceptions import ConfigurationError, Problem
 
-E_OPTION: Final = "corsengine.E024"  # a provider option of the wrong type or out of range
-E_FLAG: Final = "corsengine.E019"  # a flag that is not True or False
-E_SOURCE: Final = "corsengine.E025"  # a provider source that can never be read (URL scheme, format)
+__all__ = ["E_FLAG", "E_OPTION", "E_SOURCE", "Options", "redacted", "shown"]
 
 _SHOWN = 60
 _AUTHORITY_END = re.compile(r"[/?#]")
@@ -51,8 +53,8 @@ class Options:
         self.owner = owner
         self.problems: list[Problem] = []
 
-    def problem(self, code: str, message: str, hint: str) -> None:
-        self.problems.append(Problem(code, f"{self.owner}: {message}", hint))
+    def problem(self, code: str, message: str, hint: str, *, field: str) -> None:
+        self.problems.append(Problem(code, f"{self.owner}: {message}", hint, field=field))
 
     def raise_problems(self) -> None:
         if self.problems:
@@ -64,10 +66,10 @@ class Options:
         kind = type(value).__name__
         what = f"{name}={shown(value)}" if show else name
         if value is None:
-            self.problem(code, f"{what} is not {expected}", hint)
+            self.problem(code, f"{what} is not {expected}", hint, field=name)
         else:
             article = "an" if kind[:1].lower() in "aeiou" else "a"
-            self.problem(code, f"{what} is {article} {kind}, not {expected}", hint)
+            self.problem(code, f"{what} is {article} {kind}, not {expected}", hint, field=name)
 
     def seconds(
         self, name: str, value: object, *, example: float, none: bool = False, zero: bool = False
@@ -81,9 +83,11 @@ class Options:
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.wrong_type(name, value, "a number of seconds", hint)
         elif not math.isfinite(value):
-            self.problem(E_OPTION, f"{name}={shown(value)} is not a finite number", hint)
+            self.problem(E_OPTION, f"{name}={shown(value)} is not a finite number", hint, field=name)
         elif value <= 0:
-            self.problem(E_OPTION, f"{name}={shown(value)} is out of range: it must be positive", hint)
+            self.problem(
+                E_OPTION, f"{name}={shown(value)} is out of range: it must be positive", hint, field=name
+            )
 
     def count(self, name: str, value: object, *, minimum: int, example: str) -> None:
         """A whole number of at least ``minimum``."""
@@ -91,7 +95,9 @@ class Options:
         if isinstance(value, bool) or not isinstance(value, int):
             self.wrong_type(name, value, "a whole number", hint)
         elif value < minimum:
-            self.problem(E_OPTION, f"{name}={value} is out of range: it must be at least {minimum}", hint)
+            self.problem(
+                E_OPTION, f"{name}={value} is out of range: it must be at least {minimum}", hint, field=name
+            )
 
     def flag(self, name: str, value: object) -> None:
         """True or False (a string such as 'false' would be truthy)."""
@@ -105,7 +111,7 @@ class Options:
             self.wrong_type(name, value, "a string", hint)
             return False
         if not value:
-            self.problem(E_OPTION, f"{name} is the empty string", hint)
+            self.problem(E_OPTION, f"{name} is the empty string", hint, field=name)
             return False
         return True
 
@@ -116,7 +122,7 @@ class Options:
         if isinstance(value, str | os.PathLike) and isinstance(os.fspath(value), str):
             if os.fspath(value):
                 return True
-            self.problem(E_OPTION, f"{name} is the empty string", "pass the path of the file")
+            self.problem(E_OPTION, f"{name} is the empty string", "pass the path of the file", field=name)
             return False
         hint = f"pass a str or pathlib.Path{', or None' if none else ''}"
         self.wrong_type(name, value, "a path", hint)
@@ -133,13 +139,14 @@ class Options:
         for key, item in value.items():
             pair = f"{shown(key)}: {shown(item)}"
             if not isinstance(key, str) or not isinstance(item, str):
-                self.problem(E_OPTION, f"{name} entry {pair} is not a pair of strings", hint)
+                self.problem(E_OPTION, f"{name} entry {pair} is not a pair of strings", hint, field=name)
             elif not _TOKEN.fullmatch(key) or not _FIELD_VALUE.fullmatch(item):
                 # RFC 9110 5.1, 5.5: httpx would refuse it on every request, never at start-up.
                 self.problem(
                     E_OPTION,
                     f"{name} entry {pair} is not a valid HTTP header",
                     "a header name is a token (no spaces or colons); a value is one line of ASCII",
+                    field=name,
                 )
 
     def ordered(self, low: str, low_value: object, high: str, high_value: object) -> None:
@@ -150,6 +157,7 @@ class Options:
                 E_OPTION,
                 f"{low}={shown(low_value)} is greater than {high}={shown(high_value)}",
                 f"make {low} at most {high}",
+                field=low,
             )
 
 
@@ -162,7 +170,8 @@ def _positive(value: object) -> TypeGuard[int | float]:
 def string_not_list(name: str, value: str) -> Problem:
     """The problem of a list option given as one string (``allow_origins="https://a, https://b"``)."""
     return Problem(
-        "corsengine.E010",
+        E010,
         f"{name} is the string {value!r}, not a list",
         f"write {name}=[{', '.join(repr(part.strip()) for part in value.split(','))}]",
+        field=name,
     )

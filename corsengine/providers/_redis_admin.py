@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .._codes import E030
 from .._origin import quote
 from .._patterns import compile_entries
 from ..exceptions import ConfigurationError, Problem, ProviderError
@@ -35,9 +36,10 @@ def canonical_entries(origins: Iterable[str], *, allow_any: bool = False) -> lis
         if rules.allow_all and not allow_any:
             problems.append(
                 Problem(
-                    "corsengine.E030",
+                    E030,
                     "'*' would allow every origin on every worker",
                     "list the origins to allow; pass allow_any=True (--allow-any) if that is really meant",
+                    field="origins",
                 )
             )
             continue

@@ -10,6 +10,7 @@ import anyio
 import anyio.to_thread
 
 from .._callables import accepts, is_async, name_of
+from .._codes import E024, E026
 from .._patterns import Rules, compile_entries
 from .._suffixes import is_loaded
 from ..exceptions import ConfigurationError, Problem, ProviderError
@@ -83,12 +84,8 @@ class Compiler:
         return validate_entries(entries, self.source)
 
 
-def _shape_problem(what: str, function: object, expected: str, hint: str) -> Problem:
-    return Problem(
-        "corsengine.E026",
-        f"{what} {name_of(function)} cannot be called as {expected}",
-        hint,
-    )
+def _shape_problem(what: str, function: object, expected: str, hint: str, field: str) -> Problem:
+    return Problem(E026, f"{what} {name_of(function)} cannot be called as {expected}", hint, field=field)
 
 
 class CallableProvider(BaseProvider):
@@ -112,9 +109,10 @@ class CallableProvider(BaseProvider):
         if not callable(function):
             problems.append(
                 Problem(
-                    "corsengine.E026",
+                    E026,
                     f"CallableProvider needs a function, got {type(function).__name__}",
                     "pass a zero-argument function returning a list of origins",
+                    field="function",
                 )
             )
         elif accepts(function, 0) is False:
@@ -125,6 +123,7 @@ class CallableProvider(BaseProvider):
                     "fn()",
                     "an origins function takes no arguments and returns a list; "
                     "to decide per origin, use PredicateProvider(fn)",
+                    "function",
                 )
             )
         options = Options("CallableProvider")
@@ -204,9 +203,10 @@ class PredicateProvider(PredicateBase):
         if not callable(function):
             problems.append(
                 Problem(
-                    "corsengine.E026",
+                    E026,
                     f"PredicateProvider needs a function, got {type(function).__name__}",
                     "pass fn(origin) -> bool, or fn(origin, scope) -> bool when it needs the request",
+                    field="function",
                 )
             )
         else:
@@ -218,15 +218,17 @@ class PredicateProvider(PredicateBase):
                         function,
                         "fn(origin) or fn(origin, scope)",
                         "a predicate takes the origin, and the ASGI scope if it needs the request",
+                        "function",
                     )
                 )
         if cache_key is not None:
             if not takes_request:
                 problems.append(
                     Problem(
-                        "corsengine.E026",
+                        E026,
                         "cache_key is given for a predicate that does not take the request",
                         "a predicate of the origin alone is cached per origin already; drop cache_key",
+                        field="cache_key",
                     )
                 )
             elif not callable(cache_key) or accepts(cache_key, 2) is False:
@@ -237,24 +239,30 @@ class PredicateProvider(PredicateBase):
                         "cache_key(origin, scope)",
                         "return what the answer depends on, e.g. "
                         "lambda origin, scope: (origin, scope['path'])",
+                        "cache_key",
                     )
                 )
         vary_names: tuple[str, ...] = ()
         if isinstance(vary, str) or not isinstance(vary, Iterable):
             problems.append(
                 Problem(
-                    "corsengine.E024",
+                    E024,
                     f"vary={vary!r} is not a list of header names",
                     "write vary=['X-Tenant']",
+                    field="vary",
                 )
             )
         else:
             vary_names = tuple(vary)
-            for name in vary_names:
+            for index, name in enumerate(vary_names):
                 if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_" for c in name):
                     problems.append(
                         Problem(
-                            "corsengine.E024", f"vary entry {name!r} is not a header name", "e.g. 'X-Tenant'"
+                            E024,
+                            f"vary entry {name!r} is not a header name",
+                            "e.g. 'X-Tenant'",
+                            field="vary",
+                            index=index,
                         )
                     )
         options = Options("PredicateProvider")

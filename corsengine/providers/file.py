@@ -98,12 +98,14 @@ class FileProvider(BaseProvider):
                     E_SOURCE,
                     f"cannot tell the format of {quote(str(self.path))} from its suffix",
                     "name the file .json or .toml, or pass format='json' or format='toml'",
+                    field="path",
                 )
         elif format not in _SUFFIXES.values():
             options.problem(
                 E_SOURCE,
                 f"format={shown(format)} is not a format FileProvider reads",
                 "pass format='json' or format='toml'",
+                field="format",
             )
         options.seconds("poll_interval", poll_interval, example=DEFAULT_POLL_INTERVAL)
         options.seconds("ttl", ttl, example=DEFAULT_FILE_TTL)
@@ -130,7 +132,11 @@ class FileProvider(BaseProvider):
         document = await off_loop_if(
             len(text) > PARSE_IN_THREAD_ABOVE,
             lambda: parse_document(
-                self._decode(text), str(self.path), allow_regexes=self.allow_regexes, text=text
+                self._decode(text),
+                str(self.path),
+                allow_regexes=self.allow_regexes,
+                text=text,
+                format=self.format,
             ),
         )
         self.document = document

@@ -90,6 +90,7 @@ class RedisProvider(BaseProvider):
                 E_SOURCE,
                 f"url {quote(redacted(url))} is not a Redis URL",
                 f"use redis://, rediss:// (TLS) or unix://, e.g. url={DEFAULT_URL!r}",
+                field="url",
             )
         options.text("key", key, example=DEFAULT_KEY)
         options.text("channel", channel, example=DEFAULT_CHANNEL)

@@ -409,10 +409,10 @@ def _checked_url(url: object, options: Options) -> str:
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as error:
-        options.problem(E_SOURCE, f"url {where} is not a valid URL ({error})", hint)
+        options.problem(E_SOURCE, f"url {where} is not a valid URL ({error})", hint, field="url")
         return str(url)
     if parsed.scheme not in ("http", "https") or not parsed.host:
-        options.problem(E_SOURCE, f"url {where} is not an absolute http(s) URL", hint)
+        options.problem(E_SOURCE, f"url {where} is not an absolute http(s) URL", hint, field="url")
     return str(parsed)
 
 

@@ -71,3 +71,11 @@ def test_invalid_entries_are_located_by_line() -> None:
         parse_document(["https://bad.example/path", 3], "doc", allow_regexes=False, text=text)
     with pytest.raises(ProviderError, match=r"has a path \(hint: [^)]*\)$"):
         parse_document(["https://other.example/path"], "doc", allow_regexes=False, text=text)
+
+
+def test_invalid_entries_of_a_toml_document_are_located_by_line() -> None:
+    # A literal string and a bad regex: the line comes from where the text holds each entry.
+    text = "origins = [\n  'https://ok.example',\n  'https://bad.example/path',\n]\nregexes = [\n  '(x',\n]\n"
+    data = {"origins": ["https://ok.example", "https://bad.example/path"], "regexes": ["(x"]}
+    with pytest.raises(ProviderError, match=r"\(lines 3, 6\)$"):
+        parse_document(data, "doc", allow_regexes=True, text=text, format="toml")
