@@ -28,10 +28,9 @@ _VARY = b"vary"
 _ORIGIN_TOKEN = b"Origin"
 _VARY_ORIGIN = (_VARY, _ORIGIN_TOKEN)
 _ONLY_VARY_ORIGIN = [_VARY_ORIGIN]  # what a response to a request without an Origin gets
-# The app's Vary value -> that value with Origin merged in: apps send few distinct values.
-_MERGED_ORIGIN: dict[bytes, bytes] = {}
-_MERGED_SIZE = 256
-_SEVERAL = (b"", b"")  # more than one header that may be Vary or a CORS header
+# The app's Vary value -> the Vary line with Origin merged in: apps send few distinct values.
+_VARY_LINES: dict[bytes, tuple[bytes, bytes]] = {}
+_VARY_LINES_SIZE = 256
 _MAYBE_OURS = frozenset((b"a", b"A", b"v", b"V"))
 _MAYBE_OURS_CODES = frozenset(b"aAvV")  # the same first letters, as a name's first byte
 _DUPLICATE = b"\x00duplicate"  # never a valid origin, so it is refused like any malformed one
@@ -41,6 +40,10 @@ _OVERSIZED = b"\x00" * (MAX_REQUEST_HEADERS_LENGTH + 1)
 
 
 _INFO = logging.INFO
+# logging caches, per logger, whether each level is enabled, and clears that cache whenever a
+# level changes: reading it is a dict lookup where isEnabledFor() is a call. An unknown level
+# (None) takes the path that calls isEnabledFor(), which fills the cache.
+_LEVELS: dict[int, bool] = getattr(logger, "_cache", {})
 _HANDLED = "corsengine.handled"  # set on http.response.start once a corsengine middleware decided
 
 
@@ -141,38 +144,49 @@ def _response_headers(
     if type(app_headers) is not list:
         app_headers = list(app_headers)  # any iterable, read twice below
     # Only a name starting with "a" or "v" can be Vary or one of ours: most responses have
-    # none, and are copied whole after one cheap test per header; many have one, Vary.
-    candidate = None
+    # none, and are copied whole after one cheap test per header.
     try:
         for header in app_headers:
             if header[0][0] in _MAYBE_OURS_CODES:
-                if candidate is not None:
-                    candidate = _SEVERAL
-                    break
-                candidate = header
+                return _merge(app_headers, header, ours)
     except IndexError:
-        candidate = _SEVERAL  # an empty name: the careful path keeps it as it is
-    if candidate is None:
-        return [*app_headers, *ours]
-    if candidate is not _SEVERAL and candidate[0] == _VARY:
-        out = [*app_headers, *ours]
-        out.remove(candidate)
-        app_vary: bytes | None = candidate[1]
-    else:
-        out, app_vary = _without_ours(app_headers)
-        out.extend(ours)
-    if app_vary is not None:
-        vary = ours[-1][1]
-        if vary == _ORIGIN_TOKEN:
-            merged = _MERGED_ORIGIN.get(app_vary)
-            if merged is None:
-                if len(_MERGED_ORIGIN) >= _MERGED_SIZE:
-                    _MERGED_ORIGIN.clear()
-                merged = _MERGED_ORIGIN[app_vary] = _merge_vary(app_vary, vary)
-        else:
-            merged = _merge_vary(app_vary, vary)
-        out[-1] = (_VARY, merged)
+        return _careful(app_headers, ours)  # an empty name: kept as it is
+    return [*app_headers, *ours]
+
+
+def _merge(app_headers: list[Any], first: tuple[bytes, bytes], ours: list[tuple[bytes, bytes]]) -> list[Any]:
+    """``_response_headers()`` once ``first``, the first header that may be Vary or a CORS
+    header, is found: usually the app's one Vary line, merged without a second pass."""
+    if first[0] != _VARY:
+        return _careful(app_headers, ours)
+    at = app_headers.index(first)
+    for header in app_headers[at + 1 :]:  # usually none: Vary comes last
+        if not header[0] or header[0][0] in _MAYBE_OURS_CODES:
+            return _careful(app_headers, ours)
+    out = [*app_headers, *ours]
+    del out[at]
+    out[-1] = (_VARY, _with_vary(first[1], ours[-1][1]))
     return out
+
+
+def _careful(app_headers: list[Any], ours: list[tuple[bytes, bytes]]) -> list[Any]:
+    """The app's headers without its CORS headers, its Vary lines merged into ours."""
+    out, app_vary = _without_ours(app_headers)
+    out.extend(ours)
+    if app_vary is not None:
+        out[-1] = (_VARY, _with_vary(app_vary, ours[-1][1]))
+    return out
+
+
+def _with_vary(app_vary: bytes, vary: bytes) -> bytes:
+    if vary != _ORIGIN_TOKEN:
+        return _merge_vary(app_vary, vary)
+    line = _VARY_LINES.get(app_vary)
+    if line is None:
+        if len(_VARY_LINES) >= _VARY_LINES_SIZE:
+            _VARY_LINES.clear()
+        line = _VARY_LINES[app_vary] = (_VARY, _merge_vary(app_vary, vary))
+    return line[1]
 
 
 def _without_ours(app_headers: list[Any]) -> tuple[list[Any], bytes | None]:
@@ -287,7 +301,6 @@ class CORSMiddleware:
         if scope["type"] != "http":
             await self._not_http(scope, receive, send)
             return
-        policy = self._route(scope["path"]) if self.routes else self.policy
         origin: bytes | None = None
         if scope["method"] != "OPTIONS":
             # Not a preflight: only Origin matters. A comparison per header (bytes of another
@@ -296,7 +309,19 @@ class CORSMiddleware:
                 if name == b"origin":
                     # Two Origin headers are never sent by a browser: refuse, never pick one.
                     origin = value if origin is None else _DUPLICATE
+            if origin is None:
+                ours = _ONLY_VARY_ORIGIN
+            else:
+                policy = self._route(scope["path"]) if self.routes else self.policy
+                # The CORS headers, Vary last: prepared in the snapshot, or asked for.
+                answer = policy.answers.get(origin)
+                if answer is None:
+                    answer = await self._actual(policy, origin, scope)
+                elif policy.observed or (len(answer) == 1 and _LEVELS.get(_INFO) is not False):
+                    await self._observe_actual(policy, origin, answer, PENDING, scope)
+                ours = answer
         else:
+            policy = self._route(scope["path"]) if self.routes else self.policy
             origin, request_method, request_headers, private_network = _read_preflight(scope["headers"])
             if origin is not None and request_method is not None:
                 # Fetch: the app never sees a preflight; the answer is ours alone.
@@ -305,7 +330,7 @@ class CORSMiddleware:
                 if (
                     preflight is None
                     or policy.observed
-                    or (preflight.failures and logger.isEnabledFor(_INFO))
+                    or (preflight[3] and _LEVELS.get(_INFO) is not False)  # refused, maybe logged
                 ):
                     preflight = await self._preflight_observed(policy, key, preflight, scope)
                 # A fresh list each time: outer middleware may edit the headers in place.
@@ -314,27 +339,38 @@ class CORSMiddleware:
                 )
                 await send({"type": "http.response.body", "body": preflight[2]})
                 return
-
-        if origin is None:
-            ours = _ONLY_VARY_ORIGIN
-        else:
-            # The CORS headers, Vary last: prepared in the snapshot, or asked for.
-            answer = policy.answers.get(origin)
-            if answer is None:
-                answer = await self._actual(policy, origin, scope)
-            elif policy.observed or (len(answer) == 1 and logger.isEnabledFor(_INFO)):
-                await self._observe_actual(policy, origin, answer, PENDING, scope)
-            ours = answer
+            ours = _ONLY_VARY_ORIGIN if origin is None else await self._actual(policy, origin, scope)
 
         # A plain function returning send's awaitable: one coroutine per message, not two.
         def send_with_cors(message: Message) -> Awaitable[None]:
             # A corsengine middleware nearer the app (a mounted sub-app's own policy) has
             # decided this response already: it is left as that one made it.
             if message["type"] == "http.response.start" and message.setdefault(_HANDLED, ours) is ours:
-                try:
-                    headers = message["headers"]
-                except KeyError:
-                    headers = ()
+                headers = message.get("headers", ())
+                if type(headers) is list:
+                    # _response_headers(), its common case inline: most responses have no
+                    # header starting with "a" or "v", which could be Vary or one of ours.
+                    try:
+                        for header in headers:
+                            if header[0][0] in _MAYBE_OURS_CODES:
+                                break
+                        else:
+                            message["headers"] = [*headers, *ours]
+                            return send(message)
+                        # The next most common case: the app's Vary line last (GZipMiddleware's
+                        # Accept-Encoding), merged with Origin once per distinct value.
+                        if headers[-1] is header and header[0] == _VARY and ours[-1][1] == _ORIGIN_TOKEN:
+                            line = _VARY_LINES.get(header[1])
+                            if line is not None:
+                                merged = headers[:-1]
+                                merged += ours
+                                merged[-1] = line
+                                message["headers"] = merged
+                                return send(message)
+                        message["headers"] = _merge(headers, header, ours)
+                        return send(message)
+                    except IndexError:
+                        pass  # an empty name: the careful path keeps it as it is
                 message["headers"] = _response_headers(headers, ours)
             return send(message)
 
