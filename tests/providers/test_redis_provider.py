@@ -14,7 +14,7 @@ import pytest
 
 from corsengine import Policy, _cli_redis
 from corsengine.exceptions import ConfigurationError, ProviderError
-from corsengine.providers import RedisProvider, Rules
+from corsengine.providers import RedisProvider
 from corsengine.providers.redis import (
     Client,
     add_origins,
@@ -26,45 +26,14 @@ from corsengine.providers.redis import (
 )
 from corsengine.testing import FakeClock
 
+from .loads import CountedLoads, settled
 from .servers import RedisServer, eventually, free_port, redis_server
 
 pytestmark = pytest.mark.redis
 
-# Not a timing bound: a load awaited longer than this is not coming (the test fails instead of
-# hanging). docs/dynamic.md's 1 s for a change in a healthy Redis is a speed, measured by
-# benchmarks/propagation.py; the tests here hold what makes it true: the message itself
-# reloads, once, and the first request after that reload sees the change.
-STUCK = 30.0
 
-
-class CountingProvider(RedisProvider):
-    """A RedisProvider that counts its loads (failed ones too) and lets a test await one."""
-
-    loads = 0
-    _loaded: anyio.Event | None = None
-
-    async def load(self) -> Rules:
-        try:
-            return await super().load()
-        finally:
-            self.loads += 1
-            if self._loaded is not None:
-                self._loaded.set()
-
-    async def loaded(self, count: int) -> None:
-        """Wait until ``count`` loads have finished."""
-        with anyio.fail_after(STUCK):
-            while self.loads < count:
-                self._loaded = anyio.Event()
-                await self._loaded.wait()
-
-
-async def settled(policy: Policy) -> None:
-    """Wait until the resolver has published what the loads in flight return."""
-    with anyio.fail_after(STUCK):
-        for slot in policy._resolver.state.slots:
-            if slot.inflight is not None:
-                await slot.inflight.wait()
+class CountingProvider(CountedLoads, RedisProvider):
+    pass
 
 
 @pytest.fixture

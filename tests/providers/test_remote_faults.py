@@ -27,6 +27,7 @@ from corsengine.providers import RemoteJSONProvider, Rules
 from corsengine.testing import FakeClock
 
 from ..asgi import call, lifespan, plain_app
+from .loads import STUCK, CountedLoads, settled
 from .servers import Behaviour, DocumentServer, free_port
 
 GOOD = "https://good.example"
@@ -41,9 +42,6 @@ GENEROUS = {"connect_timeout": 5.0, "read_timeout": 5.0, "timeout": 10.0}
 # resolver; a stalled server answers later still.
 LOAD_TIMEOUT = 20.0
 STALL = 60.0
-# Not a timing bound: a request still unanswered after this long is stuck (a request waiting
-# for a refresh held at the gate); without it such a test would hang instead of failing.
-STUCK = 30.0
 URL = "https://config.example/cors.json"
 
 
@@ -103,14 +101,12 @@ FAULTS = [
 STALLING = FAULTS[0]
 
 
-class GatedProvider(RemoteJSONProvider):
+class GatedProvider(CountedLoads, RemoteJSONProvider):
     """Counts its loads, and holds each one at ``gate`` while a test has closed it."""
 
-    loads = 0
     gate: anyio.Event | None = None
 
     async def load(self) -> Rules:
-        self.loads += 1
         if self.gate is not None:
             await self.gate.wait()
         return await super().load()
@@ -138,6 +134,8 @@ class Harness:
         self.good_documents: set[str] = set()
 
     async def request(self, origin: str) -> bool:
+        # STUCK is no timing bound: only a request waiting for a refresh held at the gate
+        # reaches it (and fails instead of hanging).
         with anyio.fail_after(STUCK):
             status, headers, body = await call(self.app, headers=[(b"origin", origin.encode())])
         assert status == 200 and body == b"app"  # the request itself never fails
@@ -150,10 +148,7 @@ class Harness:
 
     async def settle(self) -> None:
         """Wait for the background refresh a stale request started, then check that it ran."""
-        with anyio.fail_after(STUCK):
-            for slot in self.policy._resolver.state.slots:
-                if slot.inflight is not None:
-                    await slot.inflight.wait()
+        await settled(self.policy)
         assert all(slot.fresh_until > self.clock() for slot in self.policy._resolver.state.slots)
 
     def error(self) -> str | None:
@@ -199,7 +194,7 @@ async def _check_refresh(
     harness.clock.advance(TTL + 1)
     # The refresh runs in the background; requests keep the last good list meanwhile. The
     # refresh is held at the gate until they are answered: a request that waited for it
-    # would never be answered (and fail after STUCK seconds).
+    # would not be answered before the resolver gave up on the held load.
     harness.provider.gate = anyio.Event()
     loads = harness.provider.loads
     assert await harness.request(GOOD)
