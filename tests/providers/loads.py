@@ -17,26 +17,47 @@ from corsengine.providers import Rules
 STUCK = 30.0  # seconds: far beyond any load here; reached only when the awaited load never comes
 
 
+class Count:
+    """A count that a test can await: ``await count.reach(n)``."""
+
+    def __init__(self) -> None:
+        self.value = 0
+        self._changed: anyio.Event | None = None
+
+    def add(self) -> None:
+        self.value += 1
+        if self._changed is not None:
+            self._changed.set()
+
+    async def reach(self, value: int) -> None:
+        with anyio.fail_after(STUCK):
+            while self.value < value:
+                self._changed = anyio.Event()
+                await self._changed.wait()
+
+
 class CountedLoads:
     """Mixed in before a provider class: counts its finished loads (failed ones too)."""
 
-    loads = 0
-    _counted_load: anyio.Event | None = None  # a name no provider uses
+    _load_count: Count | None = None  # a name no provider uses
+
+    @property
+    def loads(self) -> int:
+        return self._load_count.value if self._load_count is not None else 0
 
     async def load(self) -> Rules:
+        if self._load_count is None:
+            self._load_count = Count()
         try:
             return await super().load()  # type: ignore[misc, no-any-return]
         finally:
-            self.loads += 1
-            if self._counted_load is not None:
-                self._counted_load.set()
+            self._load_count.add()
 
     async def loaded(self, count: int) -> None:
         """Wait until ``count`` loads have finished."""
-        with anyio.fail_after(STUCK):
-            while self.loads < count:
-                self._counted_load = anyio.Event()
-                await self._counted_load.wait()
+        if self._load_count is None:
+            self._load_count = Count()
+        await self._load_count.reach(count)
 
 
 async def settled(policy: Policy) -> None:

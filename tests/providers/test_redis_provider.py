@@ -26,7 +26,7 @@ from corsengine.providers.redis import (
 )
 from corsengine.testing import FakeClock
 
-from .loads import CountedLoads, settled
+from .loads import STUCK, Count, CountedLoads, settled
 from .servers import RedisServer, eventually, free_port, redis_server
 
 pytestmark = pytest.mark.redis
@@ -178,21 +178,22 @@ async def test_the_watcher_reconnects_after_a_redis_restart_and_reloads(
 ) -> None:
     with redis_server() as server:
         provider = RedisProvider(server.url, key=key, reconnect_initial=0.05, reconnect_max=0.2, timeout=0.5)
-        calls: list[int] = []
+        calls = Count()  # the watcher's invalidate(), awaited call by call
         async with anyio.create_task_group() as task_group:
-            task_group.start_soon(provider.watch, lambda: calls.append(1))
-            await eventually(lambda: len(calls) == 1)  # subscribed
+            task_group.start_soon(provider.watch, calls.add)
+            await calls.reach(1)  # subscribed
             with caplog.at_level(logging.WARNING, "corsengine"):
                 server.stop()
-                await eventually(lambda: "lost the Redis channel" in caplog.text)
+                await eventually(lambda: "lost the Redis channel" in caplog.text, within=STUCK)
                 await anyio.sleep(0.3)  # a few failed attempts while it is down
                 server.start()
                 # Messages published while it was down are lost: resubscribing reloads.
-                await eventually(lambda: len(calls) == 2)
-                await eventually(lambda: "resubscribed" in caplog.text)
+                await calls.reach(2)
+                assert "resubscribed" in caplog.text
             admin = connect(server.url)
             await add_origins(admin, ["https://after.example"], key=key, channel=provider.channel)
-            await eventually(lambda: len(calls) == 3)
+            await calls.reach(3)
+            assert calls.value == 3
             await admin.aclose()
             task_group.cancel_scope.cancel()
         await provider.aclose()
@@ -273,15 +274,27 @@ class _SilentPubSub:
 
 
 class _SilentClient:
+    def __init__(self) -> None:
+        self.channels = 0
+        self.reconnected = anyio.Event()
+
     def pubsub(self) -> _SilentPubSub:
+        self.channels += 1
+        if self.channels == 2:
+            self.reconnected.set()
         return _SilentPubSub()
 
 
 @pytest.mark.anyio
 async def test_a_half_open_connection_is_detected_by_ping(caplog: pytest.LogCaptureFixture) -> None:
-    provider = RedisProvider(client=_SilentClient(), health_interval=0.02, reconnect_initial=0.01)  # type: ignore[arg-type]
-    with caplog.at_level(logging.WARNING, "corsengine"), anyio.move_on_after(0.3):
-        await provider.watch(lambda: None)
+    client = _SilentClient()
+    provider = RedisProvider(client=client, health_interval=0.02, reconnect_initial=0.01)  # type: ignore[arg-type]
+    # Until the watcher gives up on the silent channel and opens a new one (not a time window).
+    with caplog.at_level(logging.WARNING, "corsengine"), anyio.fail_after(STUCK):
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(provider.watch, lambda: None)
+            await client.reconnected.wait()
+            task_group.cancel_scope.cancel()
     assert "did not answer a PING" in caplog.text
     assert _SilentPubSub.pings >= 1
 
