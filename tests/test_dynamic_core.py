@@ -627,18 +627,22 @@ def test_a_star_from_one_source_does_not_hide_another_sources_patterns() -> None
 
 def test_only_the_very_first_load_is_waited_for(clock: FakeClock) -> None:
     hang = Gated([A])
-    policy = Policy(CallableProvider(hang), timeout=0.05, clock=clock)
+    # 0.5 s: the retry below must finish within it once its gate opens, even on a busy machine.
+    policy = Policy(CallableProvider(hang), timeout=0.5, clock=clock)
 
     async def main() -> None:
-        with anyio.fail_after(5):
+        with anyio.fail_after(10):
             assert not (await policy.aevaluate(A)).allowed  # waited, bounded by the timeout
         assert hang.calls == 1
         clock.advance(5)  # a retry is due
-        with anyio.fail_after(0.04):  # refused at once; the retry runs in the background
-            assert not (await policy.aevaluate(A)).allowed
+        # Refused at once; the retry runs in the background. It is held at the gate, so it is
+        # still in flight when the request has its answer: a request that waited for it would
+        # have come back only once the timeout ended it.
+        assert not (await policy.aevaluate(A)).allowed
+        assert any(slot.inflight is not None for slot in policy._resolver.state.slots)
+        hang.gate.set()
         await anyio.wait_all_tasks_blocked()
         assert hang.calls == 2
-        hang.gate.set()
         with anyio.fail_after(5):
             while not (await policy.aevaluate(A)).allowed:  # the retry lands in the background
                 await anyio.lowlevel.checkpoint()

@@ -19,7 +19,14 @@ import pytest
 
 from corsengine import Change, ConfigurationError, Policy, ProviderError
 from corsengine._memo import MEMO_SIZE
-from corsengine.providers import CallableProvider, PredicateProvider, Rules, StaticProvider, UnionProvider
+from corsengine.providers import (
+    BaseProvider,
+    CallableProvider,
+    PredicateProvider,
+    Rules,
+    StaticProvider,
+    UnionProvider,
+)
 from corsengine.testing import FakeClock
 
 A, B, C = "https://a.example", "https://b.example", "https://c.example"
@@ -590,3 +597,29 @@ def test_a_changed_list_is_never_answered_from_the_old_memo(clock: FakeClock) ->
     clock.advance(31)
     # A sync evaluate() waits for the reload: the first answer after it comes from the new list.
     assert allowed(policy, B) and not allowed(policy, A)
+
+
+# The resolver reads a provider's ttl after each load (remote documents set it per fetch).
+
+
+class VaryingTTL(BaseProvider):
+    def __init__(self) -> None:
+        self.ttl = 10.0
+        self.loads = 0
+
+    async def load(self) -> Rules:
+        self.loads += 1
+        self.ttl = 100.0  # what a Cache-Control: max-age=100 would say
+        return Rules.from_entries(["https://app.example.com"])
+
+
+@pytest.mark.anyio
+async def test_ttl_set_by_a_load_decides_when_the_next_load_happens(clock: FakeClock) -> None:
+    provider = VaryingTTL()
+    policy = Policy(allow_origins=provider, clock=clock)
+    assert (await policy.aevaluate("https://app.example.com")).allowed
+    assert provider.loads == 1
+    clock.advance(50)  # past the ttl the provider started with, within the one it set
+    assert (await policy.aevaluate("https://app.example.com")).allowed
+    assert provider.loads == 1
+    assert policy._resolver.state.deadline == 1000.0 + 100.0 - 10.0  # refresh-ahead: a tenth of the TTL early

@@ -18,6 +18,8 @@ from corsengine.exceptions import ConfigurationError, ProviderError
 from corsengine.providers import FileProvider
 from corsengine.testing import FakeClock
 
+from .loads import STUCK, CountedLoads, settled
+
 
 def write_atomically(path: Path, text: str) -> None:
     """What vim, VS Code and most tools do: write a temporary file, rename it over the original."""
@@ -116,26 +118,33 @@ def test_changed_sees_in_place_writes_renames_and_deletions(tmp_path: Path) -> N
     assert provider.changed(seen) == (True, None)
 
 
+class CountingFileProvider(CountedLoads, FileProvider):
+    pass
+
+
 async def _run_policy_with_watcher(
-    path: Path, body: Callable[[Policy, FakeClock], Any], **options: Any
+    path: Path, body: Callable[[Policy, CountingFileProvider], Any], **options: Any
 ) -> None:
-    clock = FakeClock()
-    policy = Policy(allow_origins=FileProvider(path, poll_interval=0.01, **options), clock=clock)
+    # The clock never moves: only the watcher makes the policy reload.
+    provider = CountingFileProvider(path, poll_interval=0.01, **options)
+    policy = Policy(allow_origins=provider, clock=FakeClock())
     async with anyio.create_task_group() as task_group:
         policy._resolver.attach(task_group)
         try:
-            await body(policy, clock)
+            await body(policy, provider)
         finally:
             task_group.cancel_scope.cancel()
 
 
-# The bound with poll_interval=0.01 (docs/dynamic.md): two looks and one load, with room
-# for a busy machine. Tests wait it once and check the first request after it.
-BOUND = 0.25
-
-
-async def first_request_after_the_bound(policy: Policy, origin: str) -> bool:
-    await anyio.sleep(BOUND)
+async def first_request_after_the_reload(
+    policy: Policy, provider: CountingFileProvider, change: Callable[[], object], origin: str
+) -> bool:
+    """Make ``change`` to the file, await the one load the watcher starts for it (not a
+    sleep of the documented bound), and ask: the first request after that load."""
+    loads = provider.loads
+    change()
+    await provider.loaded(loads + 1)
+    await settled(policy)
     return (await policy.aevaluate(origin)).allowed
 
 
@@ -146,16 +155,20 @@ async def test_the_watcher_reloads_after_an_editor_rename_and_a_bad_edit_keeps_t
     path = tmp_path / "cors.json"
     path.write_text('["https://a.example"]')
 
-    async def body(policy: Policy, clock: FakeClock) -> None:
+    def rename(text: str) -> Callable[[], None]:
+        return lambda: write_atomically(path, text)
+
+    async def body(policy: Policy, provider: CountingFileProvider) -> None:
         assert (await policy.aevaluate("https://a.example")).allowed
-        write_atomically(path, '["https://a.example", "https://b.example"]')
-        assert await first_request_after_the_bound(policy, "https://b.example")
-        write_atomically(path, '["https://c.example", "https://bad.example/path"]')  # a bad edit
-        assert await first_request_after_the_bound(policy, "https://b.example")  # the last good list
+        added = rename('["https://a.example", "https://b.example"]')
+        assert await first_request_after_the_reload(policy, provider, added, "https://b.example")
+        bad_edit = rename('["https://c.example", "https://bad.example/path"]')
+        # The last good list:
+        assert await first_request_after_the_reload(policy, provider, bad_edit, "https://b.example")
         assert "(line 1)" in caplog.text
         assert not (await policy.aevaluate("https://c.example")).allowed  # never from a bad document
-        write_atomically(path, '["https://c.example"]')  # fixed
-        assert await first_request_after_the_bound(policy, "https://c.example")
+        fixed = rename('["https://c.example"]')
+        assert await first_request_after_the_reload(policy, provider, fixed, "https://c.example")
         assert not (await policy.aevaluate("https://b.example")).allowed
 
     await _run_policy_with_watcher(path, body)
@@ -165,10 +178,10 @@ async def test_the_watcher_reloads_after_an_editor_rename_and_a_bad_edit_keeps_t
 async def test_a_file_created_after_start_is_picked_up(tmp_path: Path) -> None:
     path = tmp_path / "cors.toml"
 
-    async def body(policy: Policy, clock: FakeClock) -> None:
+    async def body(policy: Policy, provider: CountingFileProvider) -> None:
         assert not (await policy.aevaluate("https://a.example")).allowed  # no file yet: refuse
-        path.write_text('origins = ["https://a.example"]\n')
-        assert await first_request_after_the_bound(policy, "https://a.example")
+        created = lambda: path.write_text('origins = ["https://a.example"]\n')  # noqa: E731
+        assert await first_request_after_the_reload(policy, provider, created, "https://a.example")
 
     await _run_policy_with_watcher(path, body)
 
@@ -232,14 +245,15 @@ def test_a_change_in_place_is_accepted_once_it_holds_still_a_rename_at_once(tmp_
 POLL = 0.2  # the watcher's poll_interval in the tests below: four times the 51 ms pause between chunks
 
 
-async def _watched(path: Path, body: Callable[[Policy], Any]) -> None:
+async def _watched(path: Path, body: Callable[[Policy, CountingFileProvider], Any]) -> None:
     """A policy on ``path`` with its watcher running, on the real clock (real files)."""
-    policy = Policy(allow_origins=FileProvider(path, poll_interval=POLL, use_watchfiles=False))
+    provider = CountingFileProvider(path, poll_interval=POLL, use_watchfiles=False)
+    policy = Policy(allow_origins=provider)
     async with anyio.create_task_group() as task_group:
         policy._resolver.attach(task_group)
         try:
             assert (await policy.aevaluate("https://app.example")).allowed  # loaded, watching
-            await body(policy)
+            await body(policy, provider)
         finally:
             task_group.cancel_scope.cancel()
     await policy.aclose()
@@ -254,8 +268,10 @@ async def test_a_file_written_in_chunks_is_never_published_half_written(tmp_path
     path.write_text(f'origins = ["https://app.example"]\npatterns = ["{pattern}"]\n')
     changes: list[Change] = []
 
-    async def body(policy: Policy) -> None:
+    async def body(policy: Policy, provider: CountingFileProvider) -> None:
         policy.on_change(changes.append)
+        last = anyio.Event()
+        policy.on_change(lambda change: last.set() if "https://new-7.example" in change.added else None)
         for round_ in range(8):
             with path.open("w") as handle:  # in place, in two chunks, 51 ms apart
                 handle.write(f'origins = ["https://app.example", "https://new-{round_}.example"]\n')
@@ -263,8 +279,10 @@ async def test_a_file_written_in_chunks_is_never_published_half_written(tmp_path
                 await anyio.sleep(0.051)
                 handle.write(f'patterns = ["{pattern}"]\n')
             await anyio.sleep(0.03)
-        # The documented bound for a file written in place: two polls after the write ends.
-        await anyio.sleep(2 * POLL + 0.3)
+        # The last write is published once the file has held still for a look (the reload
+        # that publishes it is awaited, not a bound slept).
+        with anyio.fail_after(STUCK):
+            await last.wait()
         assert (await policy.aevaluate("https://new-7.example")).allowed  # the first request
 
     await _watched(path, body)
@@ -273,18 +291,24 @@ async def test_a_file_written_in_chunks_is_never_published_half_written(tmp_path
 
 
 @pytest.mark.anyio
-async def test_a_file_renamed_into_place_is_seen_within_one_poll(tmp_path: Path) -> None:
+async def test_a_file_renamed_into_place_or_written_in_place_is_reloaded_once(tmp_path: Path) -> None:
+    """How many looks each takes is test_a_change_in_place_is_accepted_once_it_holds_still_a_
+    rename_at_once's; here, each change makes one reload and the first request after it sees
+    the change."""
     path = tmp_path / "cors.json"
     path.write_text('["https://app.example"]')
 
-    async def body(policy: Policy) -> None:
+    async def body(policy: Policy, provider: CountingFileProvider) -> None:
         for round_ in range(2):
-            write_atomically(path, f'["https://app.example", "https://r{round_}.example"]')
-            await anyio.sleep(POLL + 0.3)  # the bound for a rename: one poll, then one load
-            assert (await policy.aevaluate(f"https://r{round_}.example")).allowed  # the first request
-            path.write_text(f'["https://app.example", "https://w{round_}.example"]')  # in place
-            await anyio.sleep(2 * POLL + 0.3)  # two polls, then one load
-            assert (await policy.aevaluate(f"https://w{round_}.example")).allowed
+            renamed = f'["https://app.example", "https://r{round_}.example"]'
+            rename = lambda: write_atomically(path, renamed)  # noqa: B023, E731
+            assert await first_request_after_the_reload(
+                policy, provider, rename, f"https://r{round_}.example"
+            )
+            in_place = f'["https://app.example", "https://w{round_}.example"]'
+            write = lambda: path.write_text(in_place)  # noqa: B023, E731
+            assert await first_request_after_the_reload(policy, provider, write, f"https://w{round_}.example")
+        assert provider.loads == 1 + 4  # the first load, then one per change
 
     await _watched(path, body)
 

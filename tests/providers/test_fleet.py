@@ -1,12 +1,16 @@
 """A fleet: a real redis-server, two uvicorn servers of two workers each, changes made with
 the CLI, a Redis crash and restart in the middle.
 
-After each ``corsengine redis add|remove`` the test waits the documented bound once, then the
-first request to every worker (new connections, until each of the four has answered) must
-already reflect the change: nothing is polled until it shows. Propagation is measured without
-polling too: every worker stamps its answers with the moment its allowlist last changed
-(``time.monotonic()``, one clock for every process of the machine), and the test subtracts the
-moment the command returned.
+After each ``corsengine redis add|remove`` the test asks every worker on new connections until
+each has answered with the change, and a worker that has never answers without it again. No
+time window is asserted: a busy machine only makes the test slower. What is asserted is the
+path: the workers' ttl (60 s) is far beyond the test's patience (LOST_AFTER), so a change can
+only arrive through the watcher (a pub/sub message, or the reload on resubscribe after Redis
+comes back), and a change the watcher missed fails the test. How fast it arrives is measured,
+not asserted: every worker stamps its answers with the moment its allowlist last changed
+(``time.monotonic()``, one clock for every process of the machine), the test subtracts the
+moment the command returned and prints the figures; the speed target is checked by
+``make bench`` (benchmarks/propagation.py).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 import pytest
 import redis as redis_py
 
-from benchmarks.fleet import Fleet
+from benchmarks.fleet import Answer, Fleet
 from corsengine import _cli_redis
 
 from .servers import RedisServer, redis_server, wait_until
@@ -34,13 +38,12 @@ WORKERS = 2  # per server: uvicorn --workers 2
 ROUNDS = 10  # before the Redis restart; each round adds an origin, then removes it
 ROUNDS_AFTER_RESTART = 3
 SCRIPT_ROUNDS = 2  # of each: the real console script (a Python start-up each); the rest in-process
-# The documented bounds (docs/dynamic.md, "How fast a change arrives"): from the command's
-# return to the moment every worker answers with the change, with a healthy Redis...
-BOUND = 1.0
-# ...and for a change made as Redis comes back: the watcher's longest backoff wait
-# (reconnect_max, set small here), then the same.
+# The watchers' longest backoff wait while Redis is down (small here, so that they are back soon).
 RECONNECT_MAX = 1.0
-OUTAGE_BOUND = RECONNECT_MAX + BOUND
+# Not a timing bound: how long the test waits for a change before calling it lost. Far below
+# RedisProvider's default ttl (60 s, the workers'), so that no ttl reload can bring a change the
+# watcher missed, and far above what a change takes even on a loaded machine (530 ms seen).
+LOST_AFTER = 20.0
 KEY = "fleet:origins"
 CHANNEL = "fleet:changes"
 STANDING = "https://standing.example"
@@ -107,25 +110,40 @@ def _subscribers(redis: RedisServer) -> int:
         client.close()
 
 
-def _first_requests(fleet: Fleet, origin: str, allowed: bool, returned: float, bound: float) -> list[float]:
-    """Every answer, each worker's first among them, reflects the change; returns how long
-    after the command's return each worker's allowlist changed (0 if before)."""
+def _every_answer(fleet: Fleet, origin: str, allowed: bool) -> None:
+    """Every worker answers, and every answer is ``allowed`` (no change is under way)."""
     first, answers = fleet.sweep(origin)
     for answer in answers:
         assert answer.status == 200  # CORS never blocks the request itself
-        assert answer.allowed is allowed, (
-            f"worker {answer.worker} of {answer.server} still {'refused' if allowed else 'allowed'} "
-            f"{origin} {answer.at - returned:.3f} s after the command returned (bound {bound:g} s)"
-        )
+        assert answer.allowed is allowed, f"worker {answer.worker} of {answer.server}: {answer}"
     assert len(first) == fleet.size
-    return [max(0.0, answer.changed_at - returned) for answer in first.values()]
+
+
+def _until_every_worker_has(fleet: Fleet, origin: str, allowed: bool, returned: float) -> list[float]:
+    """Ask every worker until each has answered with the change; once a worker has, it never
+    answers without it again. Returns how long after the command's return each worker's
+    allowlist changed (0 if before)."""
+    lost_at = time.monotonic() + LOST_AFTER
+    changed: dict[int, Answer] = {}
+    while len(changed) < fleet.size:
+        assert time.monotonic() < lost_at, (
+            f"{fleet.size - len(changed)} of {fleet.size} workers still "
+            f"{'refuse' if allowed else 'allow'} {origin} {LOST_AFTER:g} s after the command: "
+            "the watcher missed the change"
+        )
+        for answer in fleet.sweep(origin)[1]:
+            assert answer.status == 200  # CORS never blocks the request itself
+            if answer.allowed is allowed:
+                changed.setdefault(answer.worker, answer)
+            else:
+                assert answer.worker not in changed, f"worker {answer.worker} went back after the change"
+    return [max(0.0, answer.changed_at - returned) for answer in changed.values()]
 
 
 def _round(fleet: Fleet, cli: Callable[..., float], origin: str, *, script: bool, times: list[float]) -> None:
     for command, allowed in (("add", True), ("remove", False)):
         returned = cli(command, origin, script_wanted=script)
-        time.sleep(BOUND)
-        times += _first_requests(fleet, origin, allowed, returned, BOUND)
+        times += _until_every_worker_has(fleet, origin, allowed, returned)
 
 
 def _stats(label: str, times: list[float]) -> str:
@@ -137,14 +155,13 @@ def _stats(label: str, times: list[float]) -> str:
     )
 
 
-def test_every_worker_answers_with_a_change_at_its_first_request_after_the_bound(
+def test_every_worker_gets_every_change_through_its_watcher(
     redis: RedisServer, fleet: Fleet, cli: Callable[..., float]
 ) -> None:
     # Every worker has loaded (the fleet heard from each) and subscribes to the channel.
-    assert wait_until(lambda: _subscribers(redis) == fleet.size, 10), "not every worker subscribed"
+    assert wait_until(lambda: _subscribers(redis) == fleet.size, LOST_AFTER), "not every worker subscribed"
     returned = cli("add", STANDING)
-    time.sleep(BOUND)
-    _first_requests(fleet, STANDING, True, returned, BOUND)
+    _until_every_worker_has(fleet, STANDING, True, returned)
 
     before: list[float] = []
     for round_ in range(ROUNDS):
@@ -152,18 +169,17 @@ def test_every_worker_answers_with_a_change_at_its_first_request_after_the_bound
 
     # Redis crashes: every worker keeps serving the last good list, and no request fails.
     redis.kill()
-    _first_requests(fleet, STANDING, True, time.monotonic(), 0)
+    _every_answer(fleet, STANDING, True)
     time.sleep(RECONNECT_MAX + 0.5)  # the watchers' backoff reaches its cap meanwhile
-    _first_requests(fleet, STANDING, True, time.monotonic(), 0)
-    _first_requests(fleet, "https://partner-0.example", False, time.monotonic(), 0)
+    _every_answer(fleet, STANDING, True)
+    _every_answer(fleet, "https://partner-0.example", False)
 
     # Redis is back on the same port, with its data. A change made at once is published
     # before the workers resubscribe, so the message is lost: the reload on resubscribe,
     # on a fresh connection, covers it.
     redis.start()
     returned = cli("add", "https://after-restart.example")
-    time.sleep(OUTAGE_BOUND)
-    restart = _first_requests(fleet, "https://after-restart.example", True, returned, OUTAGE_BOUND)
+    restart = _until_every_worker_has(fleet, "https://after-restart.example", True, returned)
     assert _subscribers(redis) == fleet.size
 
     after: list[float] = []

@@ -26,11 +26,14 @@ from corsengine.providers.redis import (
 )
 from corsengine.testing import FakeClock
 
+from .loads import STUCK, Count, CountedLoads, settled
 from .servers import RedisServer, eventually, free_port, redis_server
 
 pytestmark = pytest.mark.redis
 
-BOUND = 1.0  # docs/dynamic.md: a change in a healthy Redis is in force within 1 s
+
+class CountingProvider(CountedLoads, RedisProvider):
+    pass
 
 
 @pytest.fixture
@@ -146,30 +149,25 @@ async def test_a_message_on_the_channel_reloads_at_once(
 ) -> None:
     channel = f"{key}:changes"
     clock = FakeClock()
-    policy = Policy(
-        allow_origins=RedisProvider(redis_session.url, key=key, channel=channel, ttl=3600), clock=clock
-    )
+    provider = CountingProvider(redis_session.url, key=key, channel=channel, ttl=3600)
+    policy = Policy(allow_origins=provider, clock=clock)
     async with anyio.create_task_group() as task_group:
         policy._resolver.attach(task_group)
         assert not (await policy.aevaluate("https://new.example")).allowed
-        # Wait for the watcher to subscribe (and for the reload that subscribing causes).
-
-        async def subscribed() -> bool:
-            return bool((await client.pubsub_numsub(channel))[0][1] >= 1)
-
-        await eventually(subscribed)
-        await anyio.sleep(0.05)
+        # The clock never moves: only the watcher can make the policy reload. The first reload
+        # after the first load is the one subscribing causes: the watcher is listening.
+        await provider.loaded(2)
+        await settled(policy)
         assert not (await policy.aevaluate("https://new.example")).allowed
-        await eventually(lambda: all(slot.inflight is None for slot in policy._resolver.state.slots))
-        # The clock never moves: only the pub/sub message can make the policy reload. The
-        # documented bound (1 s) is waited once; the first request after it sees the change.
+        # Each message reloads exactly once, and the first request after that reload sees it.
         for _ in range(2):
-            await add_origins(client, ["https://new.example"], key=key, channel=channel)
-            await anyio.sleep(BOUND)
-            assert (await policy.aevaluate("https://new.example")).allowed
-            await remove_origins(client, ["https://new.example"], key=key, channel=channel)
-            await anyio.sleep(BOUND)
-            assert not (await policy.aevaluate("https://new.example")).allowed
+            for change, allowed in ((add_origins, True), (remove_origins, False)):
+                loads = provider.loads
+                await change(client, ["https://new.example"], key=key, channel=channel)
+                await provider.loaded(loads + 1)
+                await settled(policy)
+                assert (await policy.aevaluate("https://new.example")).allowed is allowed
+                assert provider.loads == loads + 1
         task_group.cancel_scope.cancel()
     await policy.aclose()
 
@@ -180,40 +178,40 @@ async def test_the_watcher_reconnects_after_a_redis_restart_and_reloads(
 ) -> None:
     with redis_server() as server:
         provider = RedisProvider(server.url, key=key, reconnect_initial=0.05, reconnect_max=0.2, timeout=0.5)
-        calls: list[int] = []
+        calls = Count()  # the watcher's invalidate(), awaited call by call
         async with anyio.create_task_group() as task_group:
-            task_group.start_soon(provider.watch, lambda: calls.append(1))
-            await eventually(lambda: len(calls) == 1)  # subscribed
+            task_group.start_soon(provider.watch, calls.add)
+            await calls.reach(1)  # subscribed
             with caplog.at_level(logging.WARNING, "corsengine"):
                 server.stop()
-                await eventually(lambda: "lost the Redis channel" in caplog.text)
+                await eventually(lambda: "lost the Redis channel" in caplog.text, within=STUCK)
                 await anyio.sleep(0.3)  # a few failed attempts while it is down
                 server.start()
                 # Messages published while it was down are lost: resubscribing reloads.
-                await eventually(lambda: len(calls) == 2)
-                await eventually(lambda: "resubscribed" in caplog.text)
+                await calls.reach(2)
+                assert "resubscribed" in caplog.text
             admin = connect(server.url)
             await add_origins(admin, ["https://after.example"], key=key, channel=provider.channel)
-            await eventually(lambda: len(calls) == 3)
+            await calls.reach(3)
+            assert calls.value == 3
             await admin.aclose()
             task_group.cancel_scope.cancel()
         await provider.aclose()
 
 
 @pytest.mark.anyio
-async def test_a_change_made_right_after_a_redis_restart_is_seen_within_the_reconnect_bound(
+async def test_a_change_made_right_after_a_redis_restart_is_seen_after_the_reload_on_resubscribe(
     key: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The documented bound after an outage: the longest backoff wait (``reconnect_max``),
-    then one subscribe and one load. The reload that resubscribing starts runs on a fresh
-    connection: on a pooled one that predates the restart it failed, and the change waited
-    for the retry 5 s later."""
+    """After an outage the watcher resubscribes (within ``reconnect_max``) and reloads: that
+    one load sees a change made while it was away. It runs on a fresh connection: on a pooled
+    one that predates the restart it failed, and the change waited for the retry 5 s later."""
     reconnect_max = 0.3
     channel = f"{key}:changes"
     with redis_server() as server:
         admin = connect(server.url)
         await admin.sadd(key, "https://a.example")
-        provider = RedisProvider(
+        provider = CountingProvider(
             server.url,
             key=key,
             channel=channel,
@@ -225,25 +223,23 @@ async def test_a_change_made_right_after_a_redis_restart_is_seen_within_the_reco
         async with anyio.create_task_group() as task_group:
             policy.attach(task_group)
             assert (await policy.aevaluate("https://a.example")).allowed
-
-            async def subscribed() -> bool:
-                return bool((await admin.pubsub_numsub(channel))[0][1] >= 1)
-
-            await eventually(subscribed)
-            await anyio.sleep(0.1)  # the reload that subscribing started, done on a pooled connection
+            await provider.loaded(2)  # the reload that subscribing started, on a pooled connection
+            await settled(policy)
             with caplog.at_level(logging.WARNING, "corsengine"):
                 server.stop()
                 for _ in range(5):  # down: the last good list answers, no request fails
                     assert (await policy.aevaluate("https://a.example")).allowed
                     await anyio.sleep(0.2)  # the backoff grows to its cap meanwhile
+                loads = provider.loads  # none while Redis is down: the clock's ttl is far off
                 server.start()
                 caplog.clear()
                 await admin.aclose()
                 admin = connect(server.url)  # a new server: a new client
                 await add_origins(admin, ["https://b.example"], key=key, channel=channel)
                 # Published before the watcher is back: lost, and covered by the reload on
-                # resubscribe.
-                await anyio.sleep(reconnect_max + BOUND)
+                # resubscribe, the first load after the restart.
+                await provider.loaded(loads + 1)
+                await settled(policy)
                 assert (await policy.aevaluate("https://b.example")).allowed  # the first request
             assert "resubscribed" in caplog.text
             assert "unavailable" not in caplog.text  # no load ran on a dead connection
@@ -278,15 +274,27 @@ class _SilentPubSub:
 
 
 class _SilentClient:
+    def __init__(self) -> None:
+        self.channels = 0
+        self.reconnected = anyio.Event()
+
     def pubsub(self) -> _SilentPubSub:
+        self.channels += 1
+        if self.channels == 2:
+            self.reconnected.set()
         return _SilentPubSub()
 
 
 @pytest.mark.anyio
 async def test_a_half_open_connection_is_detected_by_ping(caplog: pytest.LogCaptureFixture) -> None:
-    provider = RedisProvider(client=_SilentClient(), health_interval=0.02, reconnect_initial=0.01)  # type: ignore[arg-type]
-    with caplog.at_level(logging.WARNING, "corsengine"), anyio.move_on_after(0.3):
-        await provider.watch(lambda: None)
+    client = _SilentClient()
+    provider = RedisProvider(client=client, health_interval=0.02, reconnect_initial=0.01)  # type: ignore[arg-type]
+    # Until the watcher gives up on the silent channel and opens a new one (not a time window).
+    with caplog.at_level(logging.WARNING, "corsengine"), anyio.fail_after(STUCK):
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(provider.watch, lambda: None)
+            await client.reconnected.wait()
+            task_group.cancel_scope.cancel()
     assert "did not answer a PING" in caplog.text
     assert _SilentPubSub.pings >= 1
 
