@@ -9,7 +9,6 @@ ASGI middleware, the CLI and the pytest plugin all take that path to a decision.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -28,7 +27,15 @@ from ._memo import MALFORMED, PreflightKey, Verdict
 from ._origin import MAX_ORIGIN_LENGTH, parse_origin
 from ._patterns import Rules
 from ._ratelimit import LogRate
-from ._resolver import DEFAULT_LOAD_TIMEOUT, DEFAULT_MAX_STALE, Change, Resolver, SourceHealth, State
+from ._resolver import (
+    DEFAULT_LOAD_TIMEOUT,
+    DEFAULT_MAX_STALE,
+    Change,
+    Resolver,
+    SourceHealth,
+    State,
+    loop_running_here,
+)
 from ._settings import (
     DEFAULTS,
     OriginsSpec,
@@ -63,19 +70,10 @@ _NO_ANSWERS: Final[Mapping[Any, Any]] = {}  # what a snapshot that can expire of
 
 
 def _run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
+    async def main() -> T:
+        return await coroutine
 
-        async def main() -> T:
-            return await coroutine
-
-        return anyio.run(main)
-    coroutine.close()
-    raise RuntimeError(
-        "this policy needs I/O to answer (a first load or an async predicate) and an event loop "
-        "is running: use 'await policy.aevaluate(...)' instead of evaluate()"
-    )
+    return anyio.run(main)
 
 
 class Policy:
@@ -674,12 +672,17 @@ class Policy:
         request only the origin matters. ``scope`` is the ASGI scope that predicates which
         take the request are given.
 
-        No I/O happens for a static allowlist, nor while a dynamic one is fresh and the
-        predicates' answers are cached. Otherwise (a first load, a TTL expired, a predicate
-        to ask) ``evaluate()`` runs that I/O in an event loop of its own and waits for it;
-        inside a running event loop it raises ``RuntimeError`` instead, whatever the caches
-        hold at that moment would have allowed: use ``await aevaluate()`` in async code.
+        No I/O happens for a static allowlist. An allowlist with a dynamic source (a provider
+        that loads, a predicate) may need I/O (a first load, a TTL expired, a predicate to
+        ask): ``evaluate()`` then runs it in an event loop of its own and waits for it.
+        Inside a running event loop, ``evaluate()`` on such a policy raises ``RuntimeError``,
+        whatever its caches hold at that moment: use ``await aevaluate()`` in async code.
         """
+        if not self._resolver.state.static and loop_running_here():
+            raise RuntimeError(
+                "this policy has a dynamic source, which may need I/O to answer, and an event loop "
+                "is running: use 'await policy.aevaluate(...)' instead of evaluate()"
+            )
         rule: str | Pending | None = None
         if origin is not None:
             rule = self.lookup(origin, scope)

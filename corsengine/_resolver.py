@@ -228,6 +228,8 @@ class State:
     # The Vary header of a response to a request with an Origin, encoded once per state.
     vary_header: tuple[bytes, bytes] = (b"vary", b"Origin")
     closes_at: float = math.inf  # the earliest moment last good rules expire (max_stale)
+    # True when no source ever loads and no predicate is asked: answers never need I/O.
+    static: bool = True
 
 
 class Reload:
@@ -242,7 +244,7 @@ class Reload:
         return self._resolver.settle().__await__()
 
 
-def _loop_running_here() -> bool:
+def loop_running_here() -> bool:
     try:
         anyio.lowlevel.current_token()
     except Exception:  # NoEventLoopError, or a loop anyio does not know
@@ -379,6 +381,7 @@ class Resolver:
             vary=vary,
             vary_header=(b"vary", b", ".join([b"Origin", *(name.encode("latin-1") for name in vary)])),
             closes_at=closes_at,
+            static=all(slot.static and slot.predicate is None for slot in slots),
         )
         if self.on_publish is not None:
             self.on_publish(state)
@@ -724,7 +727,7 @@ class Resolver:
                 return
             except Exception:
                 self._home = self._home_thread = None  # that loop has ended
-        if _loop_running_here():
+        if loop_running_here():
             if not self._spawn(make):
                 self._deferred.append(make)
             return

@@ -623,3 +623,28 @@ async def test_ttl_set_by_a_load_decides_when_the_next_load_happens(clock: FakeC
     assert (await policy.aevaluate("https://app.example.com")).allowed
     assert provider.loads == 1
     assert policy._resolver.state.deadline == 1000.0 + 100.0 - 10.0  # refresh-ahead: a tenth of the TTL early
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_evaluate_in_a_running_loop_refuses_a_dynamic_policy_even_when_warm(
+    clock: FakeClock, backend: str
+) -> None:
+    policy = make(Source([A]), clock)
+    assert allowed(policy, A)  # loaded: the answer is at hand, and still evaluate() refuses
+
+    async def main() -> None:
+        with pytest.raises(RuntimeError, match=r"await policy\.aevaluate"):
+            policy.evaluate(A)
+        assert (await policy.aevaluate(A)).allowed
+
+    anyio.run(main, backend=backend)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_evaluate_in_a_running_loop_answers_for_a_static_policy(backend: str) -> None:
+    policy = Policy([A], allow_origin_regex=r"https://[a-z]+\.example\.org")
+
+    async def main() -> tuple[bool, bool]:
+        return policy.evaluate(A).allowed, policy.evaluate("https://x.example.org").allowed
+
+    assert anyio.run(main, backend=backend) == (True, True)
