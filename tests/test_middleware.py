@@ -334,6 +334,74 @@ def test_predicate_answers_are_never_prepared(clock: FakeClock) -> None:
     assert calls == ["https://t.example", "https://t.example"]
 
 
+def preflight_allows(app: Any, origin: str, method: bytes = b"GET") -> bool:
+    async def main() -> bool:
+        request = [(b"origin", origin.encode()), (b"access-control-request-method", method)]
+        status, headers, _ = await call(app, "OPTIONS", request)
+        return status == 200 and b"access-control-allow-origin" in dict(headers)
+
+    return anyio.run(main)  # type: ignore[no-any-return]
+
+
+def test_prepared_preflights_are_not_used_after_a_swap() -> None:
+    policy = Policy(["https://a.example"])
+    app = CORSMiddleware(plain_app(), policy=policy)
+    assert preflight_allows(app, "https://a.example")
+    assert len(policy.preflights) == 1  # the second one is answered from the snapshot
+    assert preflight_allows(app, "https://a.example")
+    policy.swap(["https://b.example"])
+    assert not policy.preflights
+    assert not preflight_allows(app, "https://a.example")
+    assert preflight_allows(app, "https://b.example")
+
+
+def test_preflights_are_never_prepared_for_an_allowlist_that_expires(clock: FakeClock) -> None:
+    lists = {"now": ["https://a.example"]}
+    policy = Policy(CallableProvider(lambda: lists["now"], ttl=30), clock=clock)
+    app = CORSMiddleware(plain_app(), policy=policy)
+
+    async def main() -> None:
+        async def allows(origin: str) -> bool:
+            request = [(b"origin", origin.encode()), (b"access-control-request-method", b"GET")]
+            status, _, _ = await call(app, "OPTIONS", request)
+            return status == 200
+
+        assert await allows("https://a.example") and await allows("https://a.example")
+        assert not policy.preflights and not policy.answers  # asked through the clock instead
+        lists["now"] = ["https://b.example"]
+        await policy.refresh()
+        assert not await allows("https://a.example")  # the first preflight after the refresh
+        lists["now"] = ["https://a.example"]
+        clock.advance(31)
+        await allows("https://b.example")  # expired: the reload starts
+        await anyio.wait_all_tasks_blocked()
+        assert not await allows("https://b.example")
+
+    anyio.run(main)
+
+
+def test_predicate_answers_are_never_prepared_for_preflights(clock: FakeClock) -> None:
+    tenants = {"https://t.example"}
+    policy = Policy(PredicateProvider(lambda origin: origin in tenants, cache_ttl=10), clock=clock)
+    app = CORSMiddleware(plain_app(), policy=policy)
+    assert preflight_allows(app, "https://t.example") and preflight_allows(app, "https://t.example")
+    assert not policy.preflights and not policy.answers
+    tenants.clear()
+    clock.advance(10)  # the cached answer expired: asked again at the first preflight
+    assert not preflight_allows(app, "https://t.example")
+
+
+def test_prepared_answers_hold_only_what_the_rules_said_and_die_with_the_snapshot() -> None:
+    policy = Policy(["https://a.example"], allow_credentials=True)
+    app = CORSMiddleware(plain_app(), policy=policy)
+    assert allow_origin_of(app, "https://a.example") == b"https://a.example"
+    assert allow_origin_of(app, "https://evil.example") is None
+    assert set(policy.answers) == {b"https://a.example", b"https://evil.example"}
+    policy.swap(["https://evil.example"])
+    assert not policy.answers
+    assert allow_origin_of(app, "https://evil.example") == b"https://evil.example"
+
+
 def test_an_app_header_with_an_empty_name_takes_the_careful_path() -> None:
     app = CORSMiddleware(
         plain_app([(b"", b"odd"), (b"Vary", b"Accept")]), allow_origins=["https://a.example"]
