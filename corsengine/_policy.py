@@ -18,13 +18,14 @@ from typing import Any, Final, TypeVar
 import anyio
 from anyio.abc import TaskGroup
 
-from . import _decide
+from . import _decide, _lookup
 from ._callables import check_listener, name_of
 from ._codes import E028
 from ._decide import MAX_REQUEST_HEADERS_LENGTH, Decision, Headers, PreflightAnswer
-from ._events import FAILURE_REASONS, DecisionEvent, Reason, RequestKind, RuleKind
-from ._memo import MALFORMED, PreflightKey, Verdict
-from ._origin import MAX_ORIGIN_LENGTH, parse_origin
+from ._events import FAILURE_REASONS, DecisionEvent, Reason, RequestKind
+from ._lookup import PENDING, Pending
+from ._memo import MALFORMED, PreflightKey
+from ._origin import MAX_ORIGIN_LENGTH
 from ._patterns import Rules
 from ._ratelimit import LogRate
 from ._resolver import (
@@ -57,14 +58,6 @@ logger = logging.getLogger("corsengine")
 __all__ = ["PENDING", "Decision", "OriginsSpec", "Pending", "Policy"]
 
 
-class Pending:
-    """What ``Policy.lookup()`` returns when the answer needs I/O (a load, a predicate call)."""
-
-    __repr__ = object.__repr__
-
-
-PENDING: Final = Pending()
-_MISSING: Final = object()
 _NEVER: Final = math.inf
 _NO_ANSWERS: Final[Mapping[Any, Any]] = {}  # what a snapshot that can expire offers: never written
 
@@ -332,14 +325,16 @@ class Policy:
                 rule = None  # the allowlist is reloading: the middleware decided from the last one
         if method is None:
             method = scope.get("method", "GET") if scope is not None else "GET"
-        kind = self._rule_kind(origin, rule) if rule is not None else None
+        state = self._resolver.state
+        kind = _lookup.rule_kind(state, origin, rule) if rule is not None else None
         reason: Reason
         if allowed:
             reason = "allowed"
         elif failures and failures[0] != "origin":
             reason = FAILURE_REASONS.get(failures[0], "headers")
         else:
-            reason = self._origin_refusal(origin, rule, scope)
+            failing = self._resolver.source_failing(origin, scope)
+            reason = _lookup.refusal_kind(state, origin, rule, failing)
         return DecisionEvent(
             allowed,
             reason,
@@ -354,36 +349,6 @@ class Policy:
             self,
             scope,
         )
-
-    def _rule_kind(self, origin: str, rule: str) -> RuleKind:
-        if rule == "*":
-            return "star"
-        if rule == "null":
-            return "null"
-        if rule == origin:
-            return "exact"
-        state = self._resolver.state
-        if any(asker.name == rule for asker in state.predicates):
-            return "predicate"
-        if rule.startswith("regex "):  # how Rules.match names a regex's match
-            return "regex"
-        return "pattern"
-
-    def _origin_refusal(self, origin: str, rule: str | None, scope: Scope | None) -> Reason:
-        if rule == "*":
-            return "credentials-star"
-        if rule == "null":
-            return "credentials-null"
-        # What the rules said is memoized: None for a well-formed origin they do not match.
-        verdict = self._resolver.state.memos.verdicts.entries.get(origin, _MISSING)
-        if verdict is MALFORMED:
-            return "malformed-origin"
-        unknown = verdict is _MISSING and origin != "null"
-        if unknown and (len(origin) > MAX_ORIGIN_LENGTH or parse_origin(origin) is None):
-            return "malformed-origin"
-        if self._resolver.source_failing(origin, scope):
-            return "source-failing"
-        return "no-rule"
 
     def health(self) -> tuple[SourceHealth, ...]:
         """The health of each source of the allowlist: last success, last error, staleness.
@@ -420,76 +385,12 @@ class Policy:
 
     # --- the request API: lookup, resolve, then the decision ---------------------------
 
-    @staticmethod
-    def _rules_say(state: State, origin: str) -> Verdict:
-        """What the snapshot's rules say of ``origin``: a rule, None, or MALFORMED (memoized)."""
-        if len(origin) > MAX_ORIGIN_LENGTH:
-            return MALFORMED  # refused unread and never memoized: a flood of them keeps nothing
-        verdicts = state.memos.verdicts
-        verdict = verdicts.entries.get(origin, _MISSING)
-        if verdict is _MISSING:
-            rules = state.rules
-            if origin in rules.exact:
-                verdict = origin
-            else:
-                # The grammar check comes before any pattern, regex or predicate sees it.
-                parsed = parse_origin(origin)
-                verdict = MALFORMED if parsed is None else rules.match(origin, parsed)
-            verdicts.put(origin, verdict)
-        return verdict  # type: ignore[return-value]
-
     def lookup(self, origin: str, scope: Scope | None = None) -> str | Pending | None:
         """The rule allowing ``origin`` from what is at hand: its text, None, or PENDING.
 
         PENDING means the answer needs I/O (a load, a predicate call): ``await resolve()``.
         """
-        state = self._resolver.state
-        deadline = state.deadline
-        if deadline < _NEVER and deadline <= self.clock():  # a static list never reads the clock
-            # A malformed origin can match nothing: it never triggers a provider load.
-            if origin != "null" and parse_origin(origin) is None:
-                return None
-            return PENDING
-        verdict = self._rules_say(state, origin)
-        if type(verdict) is str:
-            return verdict
-        if verdict is None and state.predicates:
-            # The predicates' answer, folded in until it expires: a warm predicate costs one
-            # dict read and a clock read, like a callable's TTL.
-            folded = state.memos.folded.get(origin, _MISSING)
-            if folded is not _MISSING:
-                return folded  # type: ignore[return-value]
-            return self._predicates_now(state, origin, scope)
-        return None
-
-    @staticmethod
-    def _predicates_now(state: State, origin: str, scope: Scope | None) -> str | Pending | None:
-        """The predicates' cached answers (folded in when they depend on the origin alone);
-        PENDING when one must be asked."""
-        answer: str | None = None
-        expires = math.inf
-        for asker in state.predicates:
-            try:
-                key = asker.predicate.key(origin, scope)
-            except Exception:
-                return PENDING  # resolve() records the failure
-            failed = asker.failures.entry(origin if key is None else key)
-            if failed is not None:
-                expires = min(expires, failed[1])  # refused by this one for now
-                continue
-            if key is None:
-                return PENDING  # an answer that is never reused: ask
-            entry = asker.answers.entry(key)
-            if entry is None:
-                return PENDING
-            # The folded answer lives no longer than any cached answer it was made from.
-            expires = min(expires, entry[1])
-            if entry[0]:
-                answer = asker.name
-                break
-        if state.foldable:
-            state.memos.folded.put(origin, answer, until=expires)
-        return answer
+        return _lookup.lookup(self._resolver.state, origin, scope, self.clock)
 
     async def resolve(self, origin: str, scope: Scope | None = None, *, wait: bool = False) -> str | None:
         """``lookup()`` carried through: loads what is due and asks predicates.
@@ -499,7 +400,7 @@ class Policy:
         state = self._resolver.state
         if state.deadline <= self.clock():
             state = await self._resolver.current(wait=wait)
-        verdict = self._rules_say(state, origin)
+        verdict = _lookup.rules_say(state, origin)
         if type(verdict) is str:
             return verdict
         if verdict is MALFORMED or not state.predicates:
@@ -542,13 +443,10 @@ class Policy:
         if isinstance(rule, Pending):
             return PENDING
         headers = _decide.actual_response(self.settings, origin, rule, state.vary_header)
-        verdict = memos.verdicts.entries.get(text, _MISSING)
-        if type(verdict) is str or verdict is MALFORMED or (verdict is None and not state.predicates):
-            memos.answers.put(origin, headers)  # what the rules said holds as long as the snapshot
-        elif verdict is None and text in memos.folded.entries:
-            # A predicate's folded answer, until it expires.
-            memos.timed_answers.put(origin, headers, until=memos.folded.entries[text][1])
-        # Else a request-aware predicate's answer: never reused for another request.
+        if _lookup.decided_by_rules(state, text):
+            memos.answers.put(origin, headers)  # holds as long as the snapshot
+        elif (until := _lookup.folded_until(state, text)) is not None:
+            memos.timed_answers.put(origin, headers, until=until)  # a predicate's folded answer
         return headers
 
     def actual_response_for(self, origin: bytes, rule: str | None) -> Headers:
@@ -572,11 +470,10 @@ class Policy:
         if isinstance(rule, Pending):
             return PENDING
         answer = self.preflight_response_for(origin, rule, method, request_headers, private_network, state)
-        verdict = state.memos.verdicts.entries.get(text, _MISSING)
-        decided_by_rules = (
-            type(verdict) is str or verdict is MALFORMED or (verdict is None and not state.predicates)
-        )
-        if decided_by_rules and len(request_headers or b"") <= MAX_REQUEST_HEADERS_LENGTH:
+        if (
+            _lookup.decided_by_rules(state, text)
+            and len(request_headers or b"") <= MAX_REQUEST_HEADERS_LENGTH
+        ):
             # The rules decided: holds as long as the snapshot (offered in ``preflights``).
             state.memos.preflights.put((origin, method, request_headers, private_network), answer)
         return answer
