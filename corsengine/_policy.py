@@ -47,7 +47,7 @@ from ._settings import (
     static_rules,
     with_regex,
 )
-from ._shadow import Disagreement, Flip, ShadowReport
+from ._shadow import ShadowReport, observe
 from .exceptions import ConfigurationError, Problem
 from .providers._options import Options
 from .types import Clock, Scope
@@ -524,32 +524,8 @@ class Policy:
         disagreement in ``shadow_report``. ``preflight`` is (method, request headers, private
         network) for a preflight. Nothing the shadow says changes the response.
         """
-        candidate = self.shadow
-        if candidate is None:
-            return
-        text = origin.decode("latin-1")
-        if preflight is None:
-            answer = candidate.actual_response(origin, scope)
-            if isinstance(answer, Pending):
-                answer = candidate.actual_response_for(origin, await candidate.resolve(text, scope))
-            would = len(answer) > 1  # more than Vary: allowed
-        else:
-            rule = candidate.lookup(text, scope)
-            if isinstance(rule, Pending):
-                rule = await candidate.resolve(text, scope)
-            would = candidate.decide(text, rule, *preflight[:2], True, preflight[2], explain=False).allowed
-        if would == allowed:
-            return
-        method, headers, network = preflight or ("GET", None, False)
-        kind = preflight is not None
-        enforced = await self.aevaluate(
-            text, method, headers, preflight=kind, private_network=network, scope=scope
-        )
-        shadowed = await candidate.aevaluate(
-            text, method, headers, preflight=kind, private_network=network, scope=scope
-        )
-        flip: Flip = "would allow" if would else "would refuse"
-        self.shadow_report.record(Disagreement(text, flip, kind, enforced.reason, shadowed.reason))
+        if self.shadow is not None:
+            await observe(self, self.shadow, origin, allowed, scope, preflight)
 
     def evaluate(
         self,

@@ -11,11 +11,15 @@ from __future__ import annotations
 import logging
 from collections import Counter, deque
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
+from ._lookup import Pending
 from ._origin import quote
 from ._ratelimit import LogRate
-from .types import Clock
+from .types import Clock, Scope
+
+if TYPE_CHECKING:
+    from ._policy import Policy
 
 logger = logging.getLogger("corsengine")
 
@@ -58,3 +62,38 @@ class ShadowReport:
             disagreement.enforced_reason,
             disagreement.candidate_reason,
         )
+
+
+async def observe(
+    enforced: Policy,
+    candidate: Policy,
+    origin: bytes,
+    allowed: bool,
+    scope: Scope | None,
+    preflight: tuple[str, str | None, bool] | None,
+) -> None:
+    """``Policy.observe()``: ask ``candidate`` about a request ``enforced`` decided, through
+    the candidate's own request API (its fast path first), and record a disagreement."""
+    text = origin.decode("latin-1")
+    if preflight is None:
+        answer = candidate.actual_response(origin, scope)
+        if isinstance(answer, Pending):
+            answer = candidate.actual_response_for(origin, await candidate.resolve(text, scope))
+        would = len(answer) > 1  # more than Vary: allowed
+    else:
+        rule = candidate.lookup(text, scope)
+        if isinstance(rule, Pending):
+            rule = await candidate.resolve(text, scope)
+        would = candidate.decide(text, rule, *preflight[:2], True, preflight[2], explain=False).allowed
+    if would == allowed:
+        return
+    method, headers, network = preflight or ("GET", None, False)
+    kind = preflight is not None
+    ours = await enforced.aevaluate(
+        text, method, headers, preflight=kind, private_network=network, scope=scope
+    )
+    theirs = await candidate.aevaluate(
+        text, method, headers, preflight=kind, private_network=network, scope=scope
+    )
+    flip: Flip = "would allow" if would else "would refuse"
+    enforced.shadow_report.record(Disagreement(text, flip, kind, ours.reason, theirs.reason))
