@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ._codes import E020, E021, E022
 from ._lines import KeyPath, json_key_lines, key_text, line_of, toml_key_lines
 from ._policy import Policy
+from ._settings import DEFAULTS
 from .exceptions import ConfigurationError, Problem
 from .providers._options import string_not_list
 from .types import Clock
@@ -66,29 +67,37 @@ class ConfigProblem(Problem):
 
 
 class PolicyConfig(BaseModel):
-    """The keys of a configuration file: :class:`Policy`'s keyword arguments."""
+    """The keys of a configuration file: :class:`Policy`'s keyword arguments, with its
+    defaults (``_settings.DEFAULTS``, Starlette's)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     allow_origins: list[str] = Field(
-        default_factory=list,
+        default_factory=lambda: list(DEFAULTS["allow_origins"]),
         description='a list of origins or patterns, e.g. ["https://app.example.com", "https://*.example.com"]',
     )
-    allow_methods: list[str] = Field(default=["GET"], description='a list of methods, e.g. ["GET", "POST"]')
-    allow_headers: list[str] = Field(
-        default_factory=list, description='a list of header names, e.g. ["Content-Type", "X-Token"]'
+    allow_methods: list[str] = Field(
+        default_factory=lambda: list(DEFAULTS["allow_methods"]),
+        description='a list of methods, e.g. ["GET", "POST"]',
     )
-    allow_credentials: bool = Field(default=False, description="true or false")
+    allow_headers: list[str] = Field(
+        default_factory=lambda: list(DEFAULTS["allow_headers"]),
+        description='a list of header names, e.g. ["Content-Type", "X-Token"]',
+    )
+    allow_credentials: bool = Field(default=DEFAULTS["allow_credentials"], description="true or false")
     allow_origin_regex: str | None = Field(
-        default=None,
+        default=DEFAULTS["allow_origin_regex"],
         description='one regex matched against the whole origin, e.g. "https://[a-z]+\\\\.example\\\\.com"',
     )
-    allow_private_network: bool = Field(default=False, description="true or false")
-    expose_headers: list[str] = Field(
-        default_factory=list, description='a list of header names, e.g. ["X-Total"]'
+    allow_private_network: bool = Field(
+        default=DEFAULTS["allow_private_network"], description="true or false"
     )
-    max_age: int = Field(default=600, description="whole seconds, e.g. 600")
-    preflight_status: int = Field(default=200, description="200 or 204")
+    expose_headers: list[str] = Field(
+        default_factory=lambda: list(DEFAULTS["expose_headers"]),
+        description='a list of header names, e.g. ["X-Total"]',
+    )
+    max_age: int = Field(default=DEFAULTS["max_age"], description="whole seconds, e.g. 600")
+    preflight_status: int = Field(default=DEFAULTS["preflight_status"], description="200 or 204")
     unsafe_allow_any_origin_with_credentials: bool = Field(default=False, description="true or false")
 
     def policy_kwargs(self) -> dict[str, Any]:
