@@ -108,15 +108,17 @@ Verdict = str | None | Malformed
 class Memos:
     """Every memo of one allowlist snapshot (see `State`)."""
 
-    __slots__ = ("answers", "decisions", "folded", "preflights", "timed_answers", "verdicts")
+    __slots__ = ("answers", "decisions", "folded", "preflights", "refused", "timed_answers", "verdicts")
 
     def __init__(self, clock: Clock) -> None:
         # Origin -> what the rules say: holds as long as the snapshot.
         self.verdicts: Memo[str, Verdict] = Memo()
         # Origin -> the predicates' answer, when they decide from the origin alone.
         self.folded: TimedMemo[str, str | None] = TimedMemo(clock)
-        # Origin bytes -> an actual response's CORS headers (Vary last), from the rules...
+        # Origin bytes -> an allowed actual response's CORS headers (Vary last), from the
+        # rules; and the origins the rules refuse (whose answer is State.refusal)...
         self.answers: Memo[bytes, Headers] = Memo()
+        self.refused: Memo[bytes, bool] = Memo()
         # ...or from a folded predicate answer, until it expires.
         self.timed_answers: TimedMemo[bytes, Headers | None] = TimedMemo(clock)
         # (Origin, -Request-Method, -Request-Headers, -Private-Network) as sent -> the preflight's

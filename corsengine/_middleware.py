@@ -315,10 +315,13 @@ class CORSMiddleware:
                 policy = self._route(scope["path"]) if self.routes else self.policy
                 # The CORS headers, Vary last: prepared in the snapshot, or asked for.
                 answer = policy.answers.get(origin)
-                if answer is None:
+                if answer is not None:
+                    if policy.observed:
+                        await self._observe_actual(policy, origin, answer, PENDING, scope)
+                elif origin in policy.refused and not policy.observed and _LEVELS.get(_INFO) is False:
+                    answer = policy.refusal  # refused, and nobody to tell
+                else:
                     answer = await self._actual(policy, origin, scope)
-                elif policy.observed or (len(answer) == 1 and _LEVELS.get(_INFO) is not False):
-                    await self._observe_actual(policy, origin, answer, PENDING, scope)
                 ours = answer
         else:
             policy = self._route(scope["path"]) if self.routes else self.policy
@@ -346,7 +349,10 @@ class CORSMiddleware:
             # A corsengine middleware nearer the app (a mounted sub-app's own policy) has
             # decided this response already: it is left as that one made it.
             if message["type"] == "http.response.start" and message.setdefault(_HANDLED, ours) is ours:
-                headers = message.get("headers", ())
+                try:
+                    headers = message["headers"]
+                except KeyError:
+                    headers = ()  # optional in ASGI
                 if type(headers) is list:
                     # _response_headers(), its common case inline: most responses have no
                     # header starting with "a" or "v", which could be Vary or one of ours.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Container, Coroutine, Iterable, Mapping
 from typing import Any, Final, TypeVar
 
 import anyio
@@ -97,11 +97,14 @@ class Policy:
     a catch-all regex) mirrors the origin and is reported in the log instead of refused.
     """
 
-    # The snapshot's prepared answers, for adapters to read before asking: an Origin's
-    # actual-response headers (Vary last), and a preflight's encoded answer keyed by
-    # (Origin, -Request-Method, -Request-Headers, -Private-Network) as sent. Empty while
-    # the allowlist can expire (a TTL): then actual_response() and preflight_response() ask.
+    # The snapshot's prepared answers, for adapters to read before asking: an allowed
+    # Origin's actual-response headers (Vary last), the Origins refused (their headers are
+    # ``refusal``), and a preflight's encoded answer keyed by (Origin, -Request-Method,
+    # -Request-Headers, -Private-Network) as sent. Empty while the allowlist can expire (a
+    # TTL): then actual_response() and preflight_response() ask, reading the clock.
     answers: Mapping[bytes, Headers]
+    refused: Container[bytes]
+    refusal: Headers
     preflights: Mapping[PreflightKey, PreflightAnswer]
 
     def __init__(
@@ -179,6 +182,8 @@ class Policy:
         memos = state.memos
         static = state.deadline == _NEVER
         self.answers = memos.answers.entries if static else _NO_ANSWERS
+        self.refused = memos.refused.entries if static else _NO_ANSWERS
+        self.refusal = state.refusal
         self.preflights = memos.preflights.entries if static else _NO_ANSWERS
 
     # --- the settings, read-only ------------------------------------------------------
@@ -434,6 +439,8 @@ class Policy:
             hit = memos.answers.entries.get(origin)
             if hit is not None:
                 return hit
+            if origin in memos.refused.entries:
+                return state.refusal
             if state.predicates:
                 timed = memos.timed_answers.get(origin, None)
                 if timed is not None:
@@ -443,8 +450,12 @@ class Policy:
         if isinstance(rule, Pending):
             return PENDING
         headers = _decide.actual_response(self.settings, origin, rule, state.vary_header)
-        if _lookup.decided_by_rules(state, text):
-            memos.answers.put(origin, headers)  # holds as long as the snapshot
+        if _lookup.decided_by_rules(state, text):  # holds as long as the snapshot
+            if len(headers) > 1:
+                memos.answers.put(origin, headers)
+            else:
+                memos.refused.put(origin, True)
+                return state.refusal
         elif (until := _lookup.folded_until(state, text)) is not None:
             memos.timed_answers.put(origin, headers, until=until)  # a predicate's folded answer
         return headers
@@ -464,8 +475,15 @@ class Policy:
         """The encoded answer to a preflight (Origin, Access-Control-Request-Method, -Headers
         as sent, and whether -Private-Network was asked), or PENDING when the answer needs I/O
         (then ``resolve()`` and ``preflight_response_for()``)."""
-        text = origin.decode("latin-1")
         state = self._resolver.state
+        key = (origin, method, request_headers, private_network)
+        deadline = state.deadline
+        # Past the deadline, lookup() decides between a load and a malformed origin's refusal.
+        if deadline == _NEVER or deadline > self.clock():
+            hit = state.memos.preflights.entries.get(key)
+            if hit is not None:
+                return hit
+        text = origin.decode("latin-1")
         rule = self.lookup(text, scope)
         if isinstance(rule, Pending):
             return PENDING
@@ -475,7 +493,7 @@ class Policy:
             and len(request_headers or b"") <= MAX_REQUEST_HEADERS_LENGTH
         ):
             # The rules decided: holds as long as the snapshot (offered in ``preflights``).
-            state.memos.preflights.put((origin, method, request_headers, private_network), answer)
+            state.memos.preflights.put(key, answer)
         return answer
 
     def preflight_response_for(

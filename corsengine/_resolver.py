@@ -227,6 +227,8 @@ class State:
     vary: tuple[str, ...] = ()  # request headers that predicates' answers depend on
     # The Vary header of a response to a request with an Origin, encoded once per state.
     vary_header: tuple[bytes, bytes] = (b"vary", b"Origin")
+    # The CORS headers of every refused actual response: Vary alone.
+    refusal: list[tuple[bytes, bytes]] = field(default_factory=lambda: [(b"vary", b"Origin")])
     closes_at: float = math.inf  # the earliest moment last good rules expire (max_stale)
     # True when no source ever loads and no predicate is asked: answers never need I/O.
     static: bool = True
@@ -370,6 +372,7 @@ class Resolver:
         # Same rules, same predicate caches: what the memos learned still holds.
         same = merged is old.rules and generation == old.generation
         memos = old.memos if same else Memos(self.clock)
+        vary_header = (b"vary", b", ".join([b"Origin", *(name.encode("latin-1") for name in vary)]))
         self.state = state = State(
             merged,
             predicates,
@@ -379,7 +382,8 @@ class Resolver:
             memos=memos,
             foldable=foldable,
             vary=vary,
-            vary_header=(b"vary", b", ".join([b"Origin", *(name.encode("latin-1") for name in vary)])),
+            vary_header=vary_header,
+            refusal=[vary_header],
             closes_at=closes_at,
             static=all(slot.static and slot.predicate is None for slot in slots),
         )
