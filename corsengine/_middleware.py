@@ -148,10 +148,21 @@ def _response_headers(
     try:
         for header in app_headers:
             if header[0][0] in _MAYBE_OURS_CODES:
-                return _merge(app_headers, header, ours)
+                break
+        else:
+            return [*app_headers, *ours]
     except IndexError:
         return _careful(app_headers, ours)  # an empty name: kept as it is
-    return [*app_headers, *ours]
+    # The next most common case: the app's Vary line last (GZipMiddleware's Accept-Encoding),
+    # merged with Origin once per distinct value.
+    if app_headers[-1] is header and header[0] == _VARY and ours[-1][1] == _ORIGIN_TOKEN:
+        line = _VARY_LINES.get(header[1])
+        if line is not None:
+            merged = app_headers[:-1]
+            merged += ours
+            merged[-1] = line
+            return merged
+    return _merge(app_headers, header, ours)
 
 
 def _merge(app_headers: list[Any], first: tuple[bytes, bytes], ours: list[tuple[bytes, bytes]]) -> list[Any]:
@@ -346,38 +357,45 @@ class CORSMiddleware:
 
         # A plain function returning send's awaitable: one coroutine per message, not two.
         def send_with_cors(message: Message) -> Awaitable[None]:
-            # A corsengine middleware nearer the app (a mounted sub-app's own policy) has
-            # decided this response already: it is left as that one made it.
-            if message["type"] == "http.response.start" and message.setdefault(_HANDLED, ours) is ours:
+            if message["type"] != "http.response.start":
+                return send(message)
+            try:
+                headers = message["headers"]
+            except KeyError:
+                headers = ()  # optional in ASGI
+            if type(headers) is list:
+                # _response_headers(), its two common cases inline. Most responses have no
+                # header starting with "a" or "v", which could be Vary or one of ours: copied
+                # whole, and then no corsengine nearer the app decided (it would add Vary).
                 try:
-                    headers = message["headers"]
-                except KeyError:
-                    headers = ()  # optional in ASGI
-                if type(headers) is list:
-                    # _response_headers(), its common case inline: most responses have no
-                    # header starting with "a" or "v", which could be Vary or one of ours.
-                    try:
-                        for header in headers:
-                            if header[0][0] in _MAYBE_OURS_CODES:
-                                break
-                        else:
-                            message["headers"] = [*headers, *ours]
-                            return send(message)
-                        # The next most common case: the app's Vary line last (GZipMiddleware's
-                        # Accept-Encoding), merged with Origin once per distinct value.
-                        if headers[-1] is header and header[0] == _VARY and ours[-1][1] == _ORIGIN_TOKEN:
-                            line = _VARY_LINES.get(header[1])
-                            if line is not None:
-                                merged = headers[:-1]
-                                merged += ours
-                                merged[-1] = line
-                                message["headers"] = merged
-                                return send(message)
-                        message["headers"] = _merge(headers, header, ours)
+                    for header in headers:
+                        if header[0][0] in _MAYBE_OURS_CODES:
+                            break
+                    else:
+                        message["headers"] = [*headers, *ours]
+                        message[_HANDLED] = True
                         return send(message)
-                    except IndexError:
-                        pass  # an empty name: the careful path keeps it as it is
+                except IndexError:
+                    header = None  # an empty name: the careful path keeps it as it is
+                # A corsengine middleware nearer the app (a mounted sub-app's own policy) has
+                # decided this response already: it is left as that one made it.
+                if _HANDLED in message:
+                    return send(message)
+                message[_HANDLED] = True
+                # The app's Vary line last (GZipMiddleware's Accept-Encoding), merged with
+                # Origin once per distinct value.
+                if header is not None and headers[-1] is header and header[0] == _VARY:
+                    line = _VARY_LINES.get(header[1])
+                    if line is not None and ours[-1][1] == _ORIGIN_TOKEN:
+                        merged = headers[:-1]
+                        merged += ours
+                        merged[-1] = line
+                        message["headers"] = merged
+                        return send(message)
                 message["headers"] = _response_headers(headers, ours)
+            elif _HANDLED not in message:
+                message["headers"] = _response_headers(headers, ours)
+                message[_HANDLED] = True
             return send(message)
 
         await self.app(scope, receive, send_with_cors)
