@@ -301,6 +301,7 @@ class CORSMiddleware:
         self.app = app
         self.policy = policy
         self.routes = _compile_routes(routes)
+        self._single = None if self.routes else policy  # the policy of every path, without routes
         # The first segment of every route: most paths are under none, and are told at once.
         self._route_heads = frozenset(_first_segment(prefix) for prefix in self.routes)
         self.check_websocket_origin = check_websocket_origin
@@ -323,29 +324,24 @@ class CORSMiddleware:
             if origin is None:
                 ours = _ONLY_VARY_ORIGIN
             else:
-                policy = self._route(scope["path"]) if self.routes else self.policy
-                # The CORS headers, Vary last: prepared in the snapshot, or asked for.
+                policy = self._single or self._route(scope["path"])
+                # The CORS headers, Vary last: prepared in the snapshot (which offers none when
+                # someone listens), or asked for.
                 answer = policy.answers.get(origin)
-                if answer is not None:
-                    if policy.observed:
-                        await self._observe_actual(policy, origin, answer, PENDING, scope)
-                elif origin in policy.refused and not policy.observed and _LEVELS.get(_INFO) is False:
-                    answer = policy.refusal  # refused, and nobody to tell
-                else:
-                    answer = await self._actual(policy, origin, scope)
+                if answer is None:
+                    if origin in policy.refused and _LEVELS.get(_INFO) is False:
+                        answer = policy.refusal  # refused, and not logged
+                    else:
+                        answer = await self._actual(policy, origin, scope)
                 ours = answer
         else:
-            policy = self._route(scope["path"]) if self.routes else self.policy
+            policy = self._single or self._route(scope["path"])
             origin, request_method, request_headers, private_network = _read_preflight(scope["headers"])
             if origin is not None and request_method is not None:
                 # Fetch: the app never sees a preflight; the answer is ours alone.
                 key = (origin, request_method, request_headers, private_network)
                 preflight = policy.preflights.get(key)
-                if (
-                    preflight is None
-                    or policy.observed
-                    or (preflight[3] and _LEVELS.get(_INFO) is not False)  # refused, maybe logged
-                ):
+                if preflight is None or (preflight[3] and _LEVELS.get(_INFO) is not False):
                     preflight = await self._preflight_observed(policy, key, preflight, scope)
                 # A fresh list each time: outer middleware may edit the headers in place.
                 await send(

@@ -179,12 +179,14 @@ class Policy:
     def _published(self, state: State) -> None:
         # A snapshot that never expires offers its unconditional answers to adapters as they
         # are; one with a deadline is asked through actual_response(), which reads the clock.
+        # When someone listens (a decision listener, a shadow), every request is asked for,
+        # so that the one check an adapter makes is the dict read.
         memos = state.memos
-        static = state.deadline == _NEVER
-        self.answers = memos.answers.entries if static else _NO_ANSWERS
-        self.refused = memos.refused.entries if static else _NO_ANSWERS
+        offered = state.deadline == _NEVER and not self.observed
+        self.answers = memos.answers.entries if offered else _NO_ANSWERS
+        self.refused = memos.refused.entries if offered else _NO_ANSWERS
         self.refusal = state.refusal
-        self.preflights = memos.preflights.entries if static else _NO_ANSWERS
+        self.preflights = memos.preflights.entries if offered else _NO_ANSWERS
 
     # --- the settings, read-only ------------------------------------------------------
 
@@ -285,6 +287,7 @@ class Policy:
         check_listener(listener, "decision", "event", "DecisionEvent")
         self.decision_listeners = (*self.decision_listeners, listener)
         self.observed = True
+        self._published(self._resolver.state)
 
         def unsubscribe() -> None:
             listeners = list(self.decision_listeners)
@@ -292,6 +295,7 @@ class Policy:
                 listeners.remove(listener)
                 self.decision_listeners = tuple(listeners)
                 self.observed = bool(listeners) or self.shadow is not None
+                self._published(self._resolver.state)
 
         return unsubscribe
 
