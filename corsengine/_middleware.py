@@ -153,15 +153,6 @@ def _response_headers(
             return [*app_headers, *ours]
     except IndexError:
         return _careful(app_headers, ours)  # an empty name: kept as it is
-    # The next most common case: the app's Vary line last (GZipMiddleware's Accept-Encoding),
-    # merged with Origin once per distinct value.
-    if app_headers[-1] is header and header[0] == _VARY and ours[-1][1] == _ORIGIN_TOKEN:
-        line = _VARY_LINES.get(header[1])
-        if line is not None:
-            merged = app_headers[:-1]
-            merged += ours
-            merged[-1] = line
-            return merged
     return _merge(app_headers, header, ours)
 
 
@@ -170,10 +161,21 @@ def _merge(app_headers: list[Any], first: tuple[bytes, bytes], ours: list[tuple[
     header, is found: usually the app's one Vary line, merged without a second pass."""
     if first[0] != _VARY:
         return _careful(app_headers, ours)
-    at = app_headers.index(first)
-    for header in app_headers[at + 1 :]:  # usually none: Vary comes last
-        if not header[0] or header[0][0] in _MAYBE_OURS_CODES:
-            return _careful(app_headers, ours)
+    if app_headers[-1] is first:
+        # The app's Vary line last (GZipMiddleware's Accept-Encoding), merged with Origin
+        # once per distinct value.
+        line = _VARY_LINES.get(first[1])
+        if line is not None and ours[-1][1] == _ORIGIN_TOKEN:
+            merged = app_headers[:-1]
+            merged += ours
+            merged[-1] = line
+            return merged
+        at = len(app_headers) - 1
+    else:
+        at = app_headers.index(first)
+        for header in app_headers[at + 1 :]:
+            if not header[0] or header[0][0] in _MAYBE_OURS_CODES:
+                return _careful(app_headers, ours)
     out = [*app_headers, *ours]
     del out[at]
     out[-1] = (_VARY, _with_vary(first[1], ours[-1][1]))
@@ -359,38 +361,28 @@ class CORSMiddleware:
                 headers = message["headers"]
             except KeyError:
                 headers = ()  # optional in ASGI
+            first = None  # the first header that could be Vary or one of ours
             if type(headers) is list:
-                # _response_headers(), its two common cases inline. Most responses have no
-                # header starting with "a" or "v", which could be Vary or one of ours: copied
-                # whole, and then no corsengine nearer the app decided (it would add Vary).
+                # _response_headers(), its scan inline: most responses have no header starting
+                # with "a" or "v", which could be Vary or one of ours. Copied whole; and then
+                # no corsengine nearer the app decided (it would have added Vary).
                 try:
-                    for header in headers:
-                        if header[0][0] in _MAYBE_OURS_CODES:
+                    for first in headers:
+                        if first[0][0] in _MAYBE_OURS_CODES:
                             break
                     else:
                         message["headers"] = [*headers, *ours]
                         message[_HANDLED] = True
                         return send(message)
                 except IndexError:
-                    header = None  # an empty name: the careful path keeps it as it is
-                # A corsengine middleware nearer the app (a mounted sub-app's own policy) has
-                # decided this response already: it is left as that one made it.
-                if _HANDLED in message:
-                    return send(message)
-                message[_HANDLED] = True
-                # The app's Vary line last (GZipMiddleware's Accept-Encoding), merged with
-                # Origin once per distinct value.
-                if header is not None and headers[-1] is header and header[0] == _VARY:
-                    line = _VARY_LINES.get(header[1])
-                    if line is not None and ours[-1][1] == _ORIGIN_TOKEN:
-                        merged = headers[:-1]
-                        merged += ours
-                        merged[-1] = line
-                        message["headers"] = merged
-                        return send(message)
-                message["headers"] = _response_headers(headers, ours)
-            elif _HANDLED not in message:
-                message["headers"] = _response_headers(headers, ours)
+                    first = None  # an empty name: the careful path keeps it as it is
+            # A corsengine middleware nearer the app (a mounted sub-app's own policy) has
+            # decided this response already: it is left as that one made it.
+            if _HANDLED not in message:
+                if first is None:
+                    message["headers"] = _response_headers(headers, ours)
+                else:
+                    message["headers"] = _merge(headers, first, ours)
                 message[_HANDLED] = True
             return send(message)
 
