@@ -10,8 +10,8 @@ path reads ``entries`` directly: a dict read, not a method call.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable
-from typing import TYPE_CHECKING, Final, Generic, TypeVar
+from collections.abc import Hashable, Mapping
+from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar
 
 from .types import Clock
 
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 D = TypeVar("D")
+V_co = TypeVar("V_co", covariant=True)
+K_contra = TypeVar("K_contra", contravariant=True)
 
 MEMO_SIZE: Final = 4096
 PREFLIGHT_MEMO_SIZE: Final = 1024
@@ -108,7 +110,16 @@ Verdict = str | None | Malformed
 class Memos:
     """Every memo of one allowlist snapshot (see `State`)."""
 
-    __slots__ = ("answers", "decisions", "folded", "preflights", "refused", "timed_answers", "verdicts")
+    __slots__ = (
+        "answers",
+        "decisions",
+        "folded",
+        "preflights",
+        "refused",
+        "timed_answers",
+        "timed_preflights",
+        "verdicts",
+    )
 
     def __init__(self, clock: Clock) -> None:
         # Origin -> what the rules say: holds as long as the snapshot.
@@ -120,10 +131,66 @@ class Memos:
         self.answers: Memo[bytes, Headers] = Memo()
         self.refused: Memo[bytes, bool] = Memo()
         # ...or from a folded predicate answer, until it expires.
-        self.timed_answers: TimedMemo[bytes, Headers | None] = TimedMemo(clock)
+        self.timed_answers: TimedMemo[bytes, Headers] = TimedMemo(clock)
         # (Origin, -Request-Method, -Request-Headers, -Private-Network) as sent -> the preflight's
-        # encoded answer, when the rules decided the origin.
+        # encoded answer, when the rules decided the origin...
         self.preflights: Memo[PreflightKey, PreflightAnswer] = Memo(PREFLIGHT_MEMO_SIZE)
+        # ...or from a predicate's folded answer, until it expires.
+        self.timed_preflights: TimedMemo[PreflightKey, PreflightAnswer] = TimedMemo(
+            clock, PREFLIGHT_MEMO_SIZE
+        )
         # The same with the rule, whoever decided it (a predicate's answer is never reused
         # unless the rule is the same).
         self.decisions: Memo[tuple[PreflightKey, str | None], PreflightAnswer] = Memo(PREFLIGHT_MEMO_SIZE)
+
+
+class Prepared(Protocol[K_contra, V_co]):
+    """What ``Policy.answers`` and ``Policy.preflights`` are: a dict, or a `Fresh` view."""
+
+    def get(self, key: K_contra, /) -> V_co | None: ...
+
+    def __contains__(self, key: object, /) -> bool: ...
+
+
+class Fresh(Generic[K, V]):
+    """A snapshot's prepared answers while they hold: what ``Policy.answers`` (and its
+    siblings) offer for a snapshot that can expire, one clock read per question.
+
+    ``entries`` hold until the snapshot's deadline (``until``); ``timed`` entries (a
+    predicate's folded answer) until their own expiry too.
+
+    Examples:
+        >>> from corsengine.testing import FakeClock
+        >>> clock = FakeClock()
+        >>> memo: Memo[str, str] = Memo()
+        >>> memo.put("a", "rules")
+        >>> fresh = Fresh(memo.entries, None, clock() + 30, clock)
+        >>> fresh.get("a"), "a" in fresh
+        ('rules', True)
+        >>> clock.advance(30)
+        >>> fresh.get("a"), "a" in fresh
+        (None, False)
+    """
+
+    __slots__ = ("clock", "entries", "timed", "until")
+
+    def __init__(
+        self, entries: Mapping[K, V], timed: TimedMemo[K, V] | None, until: float, clock: Clock
+    ) -> None:
+        self.entries = entries
+        self.timed = timed
+        self.until = until
+        self.clock = clock
+
+    def get(self, key: K) -> V | None:
+        now = self.clock()
+        if now >= self.until:
+            return None  # due for a reload: asked for, through the policy
+        hit = self.entries.get(key)
+        if hit is not None or self.timed is None:
+            return hit
+        entry = self.timed.entries.get(key)
+        return entry[0] if entry is not None and now < entry[1] else None
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.entries and self.clock() < self.until

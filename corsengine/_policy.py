@@ -24,7 +24,7 @@ from ._codes import E028
 from ._decide import MAX_REQUEST_HEADERS_LENGTH, Decision, Headers, PreflightAnswer
 from ._events import FAILURE_REASONS, DecisionEvent, Reason, RequestKind
 from ._lookup import PENDING, Pending
-from ._memo import MALFORMED, PreflightKey
+from ._memo import MALFORMED, Fresh, PreflightKey, Prepared
 from ._origin import MAX_ORIGIN_LENGTH
 from ._patterns import Rules
 from ._ratelimit import LogRate
@@ -59,7 +59,7 @@ __all__ = ["PENDING", "Decision", "OriginsSpec", "Pending", "Policy"]
 
 
 _NEVER: Final = math.inf
-_NO_ANSWERS: Final[Mapping[Any, Any]] = {}  # what a snapshot that can expire offers: never written
+_NO_ANSWERS: Final[Mapping[Any, Any]] = {}  # what a policy someone listens to offers: never written
 
 
 def _run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -100,12 +100,14 @@ class Policy:
     # The snapshot's prepared answers, for adapters to read before asking: an allowed
     # Origin's actual-response headers (Vary last), the Origins refused (their headers are
     # ``refusal``), and a preflight's encoded answer keyed by (Origin, -Request-Method,
-    # -Request-Headers, -Private-Network) as sent. Empty while the allowlist can expire (a
-    # TTL): then actual_response() and preflight_response() ask, reading the clock.
-    answers: Mapping[bytes, Headers]
+    # -Request-Headers, -Private-Network) as sent. Plain dicts for an allowlist that never
+    # expires; for one that can (a TTL, a predicate's cached answers), views that read the
+    # clock. Empty while someone listens (``observed``): then every request is asked for,
+    # through actual_response() and preflight_response().
+    answers: Prepared[bytes, Headers]
     refused: Container[bytes]
     refusal: Headers
-    preflights: Mapping[PreflightKey, PreflightAnswer]
+    preflights: Prepared[PreflightKey, PreflightAnswer]
 
     def __init__(
         self,
@@ -177,16 +179,21 @@ class Policy:
         )
 
     def _published(self, state: State) -> None:
-        # A snapshot that never expires offers its unconditional answers to adapters as they
-        # are; one with a deadline is asked through actual_response(), which reads the clock.
-        # When someone listens (a decision listener, a shadow), every request is asked for,
-        # so that the one check an adapter makes is the dict read.
         memos = state.memos
-        offered = state.deadline == _NEVER and not self.observed
-        self.answers = memos.answers.entries if offered else _NO_ANSWERS
-        self.refused = memos.refused.entries if offered else _NO_ANSWERS
         self.refusal = state.refusal
-        self.preflights = memos.preflights.entries if offered else _NO_ANSWERS
+        if self.observed:
+            self.answers = self.preflights = self.refused = _NO_ANSWERS
+        elif state.deadline == _NEVER and not state.predicates:
+            self.answers = memos.answers.entries
+            self.refused = memos.refused.entries
+            self.preflights = memos.preflights.entries
+        else:
+            until, clock = state.deadline, self.clock
+            self.answers = Fresh[bytes, Headers](memos.answers.entries, memos.timed_answers, until, clock)
+            self.refused = Fresh[bytes, bool](memos.refused.entries, None, until, clock)
+            self.preflights = Fresh[PreflightKey, PreflightAnswer](
+                memos.preflights.entries, memos.timed_preflights, until, clock
+            )
 
     # --- the settings, read-only ------------------------------------------------------
 
@@ -487,17 +494,20 @@ class Policy:
             hit = state.memos.preflights.entries.get(key)
             if hit is not None:
                 return hit
+            if state.predicates:
+                timed = state.memos.timed_preflights.get(key, None)
+                if timed is not None:
+                    return timed
         text = origin.decode("latin-1")
         rule = self.lookup(text, scope)
         if isinstance(rule, Pending):
             return PENDING
         answer = self.preflight_response_for(origin, rule, method, request_headers, private_network, state)
-        if (
-            _lookup.decided_by_rules(state, text)
-            and len(request_headers or b"") <= MAX_REQUEST_HEADERS_LENGTH
-        ):
-            # The rules decided: holds as long as the snapshot (offered in ``preflights``).
-            state.memos.preflights.put(key, answer)
+        if len(request_headers or b"") <= MAX_REQUEST_HEADERS_LENGTH:
+            if _lookup.decided_by_rules(state, text):  # holds as long as the snapshot
+                state.memos.preflights.put(key, answer)
+            elif (until := _lookup.folded_until(state, text)) is not None:
+                state.memos.timed_preflights.put(key, answer, until=until)  # a folded answer
         return answer
 
     def preflight_response_for(

@@ -286,8 +286,10 @@ def test_prepared_headers_are_not_used_after_a_ttl_reload_or_a_refresh(clock: Fa
 
         assert await allow_origin("https://a.example") == b"https://a.example"
         assert await allow_origin("https://a.example") == b"https://a.example"
+        assert policy.answers.get(b"https://a.example") is not None  # prepared while fresh
         lists["now"] = ["https://b.example"]
         clock.advance(31)
+        assert policy.answers.get(b"https://a.example") is None  # due for a reload: not offered
         await allow_origin("https://b.example")  # expired: the reload starts
         await anyio.wait_all_tasks_blocked()
         assert await allow_origin("https://a.example") is None
@@ -309,9 +311,11 @@ def test_prepared_headers_are_not_used_past_max_stale(clock: FakeClock) -> None:
     policy = Policy(CallableProvider(origins, ttl=30), max_stale=60, clock=clock)
     app = CORSMiddleware(plain_app(), policy=policy)
     assert allow_origin_of(app, "https://a.example") == b"https://a.example"
+    assert allow_origin_of(app, "https://a.example") == b"https://a.example"  # prepared now
     state["fail"] = True
     clock.advance(89)
     assert allow_origin_of(app, "https://a.example") == b"https://a.example"  # last good list
+    assert allow_origin_of(app, "https://a.example") == b"https://a.example"  # prepared again
     clock.advance(2)  # past TTL + max_stale: fail closed, whatever was prepared
     assert allow_origin_of(app, "https://a.example") is None
 
@@ -355,10 +359,12 @@ def test_prepared_preflights_are_not_used_after_a_swap() -> None:
     assert preflight_allows(app, "https://b.example")
 
 
-def test_preflights_are_never_prepared_for_an_allowlist_that_expires(clock: FakeClock) -> None:
+def test_prepared_preflights_of_an_allowlist_that_expires_end_with_it(clock: FakeClock) -> None:
     lists = {"now": ["https://a.example"]}
     policy = Policy(CallableProvider(lambda: lists["now"], ttl=30), clock=clock)
     app = CORSMiddleware(plain_app(), policy=policy)
+    key = (b"https://a.example", b"GET", None, False)
+    key_b = (b"https://b.example", b"GET", None, False)
 
     async def main() -> None:
         async def allows(origin: str) -> bool:
@@ -367,28 +373,60 @@ def test_preflights_are_never_prepared_for_an_allowlist_that_expires(clock: Fake
             return status == 200
 
         assert await allows("https://a.example") and await allows("https://a.example")
-        assert not policy.preflights and not policy.answers  # asked through the clock instead
+        assert policy.preflights.get(key) is not None  # prepared, while the list is fresh
         lists["now"] = ["https://b.example"]
         await policy.refresh()
+        assert policy.preflights.get(key) is None
         assert not await allows("https://a.example")  # the first preflight after the refresh
+        assert await allows("https://b.example") and await allows("https://b.example")
+        assert policy.preflights.get(key_b) is not None
         lists["now"] = ["https://a.example"]
         clock.advance(31)
-        await allows("https://b.example")  # expired: the reload starts
+        assert policy.preflights.get(key_b) is None  # the list is due for a reload
+        await allows("https://b.example")  # the reload starts
         await anyio.wait_all_tasks_blocked()
         assert not await allows("https://b.example")
 
     anyio.run(main)
 
 
-def test_predicate_answers_are_never_prepared_for_preflights(clock: FakeClock) -> None:
+def test_prepared_preflights_of_a_predicate_end_with_its_cached_answer(clock: FakeClock) -> None:
     tenants = {"https://t.example"}
-    policy = Policy(PredicateProvider(lambda origin: origin in tenants, cache_ttl=10), clock=clock)
+    calls: list[str] = []
+
+    def is_tenant(origin: str) -> bool:
+        calls.append(origin)
+        return origin in tenants
+
+    policy = Policy(PredicateProvider(is_tenant, cache_ttl=10), clock=clock)
     app = CORSMiddleware(plain_app(), policy=policy)
     assert preflight_allows(app, "https://t.example") and preflight_allows(app, "https://t.example")
-    assert not policy.preflights and not policy.answers
+    assert policy.preflights.get((b"https://t.example", b"GET", None, False)) is not None
     tenants.clear()
     clock.advance(10)  # the cached answer expired: asked again at the first preflight
+    assert policy.preflights.get((b"https://t.example", b"GET", None, False)) is None
     assert not preflight_allows(app, "https://t.example")
+    assert calls == ["https://t.example", "https://t.example"]
+
+
+def test_a_request_aware_predicate_is_never_prepared(clock: FakeClock) -> None:
+    def tenant_of_request(origin: str, scope: Any) -> bool:
+        return dict(scope["headers"]).get(b"x-tenant") == b"acme"
+
+    policy = Policy(PredicateProvider(tenant_of_request), clock=clock)
+    app = CORSMiddleware(plain_app(), policy=policy)
+
+    async def allow_origin(tenant: bytes) -> bytes | None:
+        request = [(b"origin", b"https://t.example"), (b"x-tenant", tenant)]
+        _, headers, _ = await call(app, "GET", request)
+        return dict(headers).get(b"access-control-allow-origin")
+
+    async def main() -> None:
+        assert await allow_origin(b"acme") == b"https://t.example"
+        assert policy.answers.get(b"https://t.example") is None
+        assert await allow_origin(b"globex") is None  # asked again: another request
+
+    anyio.run(main)
 
 
 def test_prepared_answers_hold_only_what_the_rules_said_and_die_with_the_snapshot() -> None:
