@@ -115,7 +115,6 @@ class Memos:
         "decisions",
         "folded",
         "preflights",
-        "refused",
         "timed_answers",
         "timed_preflights",
         "verdicts",
@@ -126,10 +125,9 @@ class Memos:
         self.verdicts: Memo[str, Verdict] = Memo()
         # Origin -> the predicates' answer, when they decide from the origin alone.
         self.folded: TimedMemo[str, str | None] = TimedMemo(clock)
-        # Origin bytes -> an allowed actual response's CORS headers (Vary last), from the
-        # rules; and the origins the rules refuse (whose answer is State.refusal)...
+        # Origin bytes -> an actual response's CORS headers (Vary last; State.refusal when
+        # refused), from the rules...
         self.answers: Memo[bytes, Headers] = Memo()
-        self.refused: Memo[bytes, bool] = Memo()
         # ...or from a folded predicate answer, until it expires.
         self.timed_answers: TimedMemo[bytes, Headers] = TimedMemo(clock)
         # (Origin, -Request-Method, -Request-Headers, -Private-Network) as sent -> the preflight's

@@ -331,10 +331,9 @@ class CORSMiddleware:
                 # someone listens), or asked for.
                 answer = policy.answers.get(origin)
                 if answer is None:
-                    if origin in policy.refused and _LEVELS.get(_INFO) is False:
-                        answer = policy.refusal  # refused, and not logged
-                    else:
-                        answer = await self._actual(policy, origin, scope)
+                    answer = await self._actual(policy, origin, scope)
+                elif answer is policy.refusal and _LEVELS.get(_INFO) is not False:
+                    await self._observe_actual(policy, origin, answer, PENDING, scope)  # logged
                 ours = answer
         else:
             policy = self._single or self._route(scope["path"])

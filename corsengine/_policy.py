@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Container, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import Any, Final, TypeVar
 
 import anyio
@@ -97,15 +97,14 @@ class Policy:
     a catch-all regex) mirrors the origin and is reported in the log instead of refused.
     """
 
-    # The snapshot's prepared answers, for adapters to read before asking: an allowed
-    # Origin's actual-response headers (Vary last), the Origins refused (their headers are
-    # ``refusal``), and a preflight's encoded answer keyed by (Origin, -Request-Method,
-    # -Request-Headers, -Private-Network) as sent. Plain dicts for an allowlist that never
-    # expires; for one that can (a TTL, a predicate's cached answers), views that read the
-    # clock. Empty while someone listens (``observed``): then every request is asked for,
-    # through actual_response() and preflight_response().
+    # The snapshot's prepared answers, for adapters to read before asking: an Origin's
+    # actual-response headers (Vary last; ``refusal`` itself, Vary alone, when refused), and
+    # a preflight's encoded answer keyed by (Origin, -Request-Method, -Request-Headers,
+    # -Private-Network) as sent. Plain dicts for an allowlist that never expires; for one
+    # that can (a TTL, a predicate's cached answers), views that read the clock. Empty while
+    # someone listens (``observed``): then every request is asked for, through
+    # actual_response() and preflight_response().
     answers: Prepared[bytes, Headers]
-    refused: Container[bytes]
     refusal: Headers
     preflights: Prepared[PreflightKey, PreflightAnswer]
 
@@ -182,15 +181,13 @@ class Policy:
         memos = state.memos
         self.refusal = state.refusal
         if self.observed:
-            self.answers = self.preflights = self.refused = _NO_ANSWERS
+            self.answers = self.preflights = _NO_ANSWERS
         elif state.deadline == _NEVER and not state.predicates:
             self.answers = memos.answers.entries
-            self.refused = memos.refused.entries
             self.preflights = memos.preflights.entries
         else:
             until, clock = state.deadline, self.clock
             self.answers = Fresh[bytes, Headers](memos.answers.entries, memos.timed_answers, until, clock)
-            self.refused = Fresh[bytes, bool](memos.refused.entries, None, until, clock)
             self.preflights = Fresh[PreflightKey, PreflightAnswer](
                 memos.preflights.entries, memos.timed_preflights, until, clock
             )
@@ -450,8 +447,6 @@ class Policy:
             hit = memos.answers.entries.get(origin)
             if hit is not None:
                 return hit
-            if origin in memos.refused.entries:
-                return state.refusal
             if state.predicates:
                 timed = memos.timed_answers.get(origin, None)
                 if timed is not None:
@@ -462,11 +457,9 @@ class Policy:
             return PENDING
         headers = _decide.actual_response(self.settings, origin, rule, state.vary_header)
         if _lookup.decided_by_rules(state, text):  # holds as long as the snapshot
-            if len(headers) > 1:
-                memos.answers.put(origin, headers)
-            else:
-                memos.refused.put(origin, True)
-                return state.refusal
+            if len(headers) == 1:
+                headers = state.refusal  # the same list for every refusal: what adapters test
+            memos.answers.put(origin, headers)
         elif (until := _lookup.folded_until(state, text)) is not None:
             memos.timed_answers.put(origin, headers, until=until)  # a predicate's folded answer
         return headers
