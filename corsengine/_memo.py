@@ -10,7 +10,7 @@ path reads ``entries`` directly: a dict read, not a method call.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable
 from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar
 
 from .types import Clock
@@ -57,7 +57,8 @@ class Memo(Generic[K, V]):
 
 
 class TimedMemo(Generic[K, V]):
-    """Answers that expire before the snapshot does (a predicate's cached answer, folded in).
+    """Answers that expire: a predicate's cached answer folded in, or any prepared answer of
+    a snapshot that has a deadline (then ``Policy.answers`` and ``Policy.preflights``).
 
     Examples:
         >>> from corsengine.testing import FakeClock
@@ -78,7 +79,7 @@ class TimedMemo(Generic[K, V]):
         self.clock = clock
         self.size = size
 
-    def get(self, key: K, default: D) -> V | D:
+    def get(self, key: K, default: D | None = None) -> V | D | None:
         """The value of ``key`` while it lives, else ``default`` (one clock read on a hit)."""
         entry = self.entries.get(key)
         if entry is None or entry[1] <= self.clock():
@@ -143,52 +144,6 @@ class Memos:
 
 
 class Prepared(Protocol[K_contra, V_co]):
-    """What ``Policy.answers`` and ``Policy.preflights`` are: a dict, or a `Fresh` view."""
+    """What ``Policy.answers`` and ``Policy.preflights`` are: a dict, or a `TimedMemo`."""
 
     def get(self, key: K_contra, /) -> V_co | None: ...
-
-    def __contains__(self, key: object, /) -> bool: ...
-
-
-class Fresh(Generic[K, V]):
-    """A snapshot's prepared answers while they hold: what ``Policy.answers`` (and its
-    siblings) offer for a snapshot that can expire, one clock read per question.
-
-    ``entries`` hold until the snapshot's deadline (``until``); ``timed`` entries (a
-    predicate's folded answer) until their own expiry too.
-
-    Examples:
-        >>> from corsengine.testing import FakeClock
-        >>> clock = FakeClock()
-        >>> memo: Memo[str, str] = Memo()
-        >>> memo.put("a", "rules")
-        >>> fresh = Fresh(memo.entries, None, clock() + 30, clock)
-        >>> fresh.get("a"), "a" in fresh
-        ('rules', True)
-        >>> clock.advance(30)
-        >>> fresh.get("a"), "a" in fresh
-        (None, False)
-    """
-
-    __slots__ = ("clock", "entries", "timed", "until")
-
-    def __init__(
-        self, entries: Mapping[K, V], timed: TimedMemo[K, V] | None, until: float, clock: Clock
-    ) -> None:
-        self.entries = entries
-        self.timed = timed
-        self.until = until
-        self.clock = clock
-
-    def get(self, key: K) -> V | None:
-        now = self.clock()
-        if now >= self.until:
-            return None  # due for a reload: asked for, through the policy
-        hit = self.entries.get(key)
-        if hit is not None or self.timed is None:
-            return hit
-        entry = self.timed.entries.get(key)
-        return entry[0] if entry is not None and now < entry[1] else None
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.entries and self.clock() < self.until

@@ -24,7 +24,7 @@ from ._codes import E028
 from ._decide import MAX_REQUEST_HEADERS_LENGTH, Decision, Headers, PreflightAnswer
 from ._events import FAILURE_REASONS, DecisionEvent, Reason, RequestKind
 from ._lookup import PENDING, Pending
-from ._memo import MALFORMED, Fresh, PreflightKey, Prepared
+from ._memo import MALFORMED, PreflightKey, Prepared
 from ._origin import MAX_ORIGIN_LENGTH
 from ._patterns import Rules
 from ._ratelimit import LogRate
@@ -60,6 +60,23 @@ __all__ = ["PENDING", "Decision", "OriginsSpec", "Pending", "Policy"]
 
 _NEVER: Final = math.inf
 _NO_ANSWERS: Final[Mapping[Any, Any]] = {}  # what a policy someone listens to offers: never written
+
+
+def _expires(state: State) -> bool:
+    """True when a snapshot's answers can expire before it does: it has a deadline (a TTL,
+    ``max_stale``) or predicates' cached answers. Its prepared answers then live in timed
+    memos, each until the earliest of the two."""
+    return state.deadline != _NEVER or bool(state.predicates)
+
+
+def _keep_until(state: State, origin: str) -> float | None:
+    """Until when the answer just found for ``origin`` may be kept: the snapshot's deadline
+    when the rules decided, a predicate's folded answer's expiry when sooner; None when it
+    may not be kept (a request-aware predicate's answer)."""
+    if _lookup.decided_by_rules(state, origin):
+        return state.deadline
+    folded = _lookup.folded_until(state, origin)
+    return None if folded is None else min(folded, state.deadline)
 
 
 def _run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -100,10 +117,10 @@ class Policy:
     # The snapshot's prepared answers, for adapters to read before asking: an Origin's
     # actual-response headers (Vary last; ``refusal`` itself, Vary alone, when refused), and
     # a preflight's encoded answer keyed by (Origin, -Request-Method, -Request-Headers,
-    # -Private-Network) as sent. Plain dicts for an allowlist that never expires; for one
-    # that can (a TTL, a predicate's cached answers), views that read the clock. Empty while
-    # someone listens (``observed``): then every request is asked for, through
-    # actual_response() and preflight_response().
+    # -Private-Network) as sent. Plain dicts for an allowlist that never expires; timed
+    # memos (one clock read per answer) for one that can: a TTL, max_stale, a predicate's
+    # cached answers. Empty while someone listens (``observed``): then every request is
+    # asked for, through actual_response() and preflight_response().
     answers: Prepared[bytes, Headers]
     refusal: Headers
     preflights: Prepared[PreflightKey, PreflightAnswer]
@@ -182,15 +199,12 @@ class Policy:
         self.refusal = state.refusal
         if self.observed:
             self.answers = self.preflights = _NO_ANSWERS
-        elif state.deadline == _NEVER and not state.predicates:
+        elif _expires(state):
+            self.answers = memos.timed_answers
+            self.preflights = memos.timed_preflights
+        else:
             self.answers = memos.answers.entries
             self.preflights = memos.preflights.entries
-        else:
-            until, clock = state.deadline, self.clock
-            self.answers = Fresh[bytes, Headers](memos.answers.entries, memos.timed_answers, until, clock)
-            self.preflights = Fresh[PreflightKey, PreflightAnswer](
-                memos.preflights.entries, memos.timed_preflights, until, clock
-            )
 
     # --- the settings, read-only ------------------------------------------------------
 
@@ -441,27 +455,25 @@ class Policy:
         """
         state = self._resolver.state
         memos = state.memos
-        deadline = state.deadline
-        # Past the deadline, lookup() decides between a load and a malformed origin's refusal.
-        if deadline == _NEVER or deadline > self.clock():
-            hit = memos.answers.entries.get(origin)
-            if hit is not None:
-                return hit
-            if state.predicates:
-                timed = memos.timed_answers.get(origin, None)
-                if timed is not None:
-                    return timed
+        expires = _expires(state)
+        # Past the deadline, nothing timed is found: lookup() decides between a load and a
+        # malformed origin's refusal.
+        hit = memos.timed_answers.get(origin) if expires else memos.answers.entries.get(origin)
+        if hit is not None:
+            return hit
         text = origin.decode("latin-1")
         rule = self.lookup(text, scope)
         if isinstance(rule, Pending):
             return PENDING
         headers = _decide.actual_response(self.settings, origin, rule, state.vary_header)
-        if _lookup.decided_by_rules(state, text):  # holds as long as the snapshot
+        until = _keep_until(state, text)
+        if until is not None:
             if len(headers) == 1:
                 headers = state.refusal  # the same list for every refusal: what adapters test
-            memos.answers.put(origin, headers)
-        elif (until := _lookup.folded_until(state, text)) is not None:
-            memos.timed_answers.put(origin, headers, until=until)  # a predicate's folded answer
+            if expires:
+                memos.timed_answers.put(origin, headers, until=until)
+            else:
+                memos.answers.put(origin, headers)
         return headers
 
     def actual_response_for(self, origin: bytes, rule: str | None) -> Headers:
@@ -480,27 +492,23 @@ class Policy:
         as sent, and whether -Private-Network was asked), or PENDING when the answer needs I/O
         (then ``resolve()`` and ``preflight_response_for()``)."""
         state = self._resolver.state
+        memos = state.memos
         key = (origin, method, request_headers, private_network)
-        deadline = state.deadline
-        # Past the deadline, lookup() decides between a load and a malformed origin's refusal.
-        if deadline == _NEVER or deadline > self.clock():
-            hit = state.memos.preflights.entries.get(key)
-            if hit is not None:
-                return hit
-            if state.predicates:
-                timed = state.memos.timed_preflights.get(key, None)
-                if timed is not None:
-                    return timed
+        expires = _expires(state)
+        hit = memos.timed_preflights.get(key) if expires else memos.preflights.entries.get(key)
+        if hit is not None:
+            return hit
         text = origin.decode("latin-1")
         rule = self.lookup(text, scope)
         if isinstance(rule, Pending):
             return PENDING
         answer = self.preflight_response_for(origin, rule, method, request_headers, private_network, state)
-        if len(request_headers or b"") <= MAX_REQUEST_HEADERS_LENGTH:
-            if _lookup.decided_by_rules(state, text):  # holds as long as the snapshot
-                state.memos.preflights.put(key, answer)
-            elif (until := _lookup.folded_until(state, text)) is not None:
-                state.memos.timed_preflights.put(key, answer, until=until)  # a folded answer
+        until = _keep_until(state, text)
+        if until is not None and len(request_headers or b"") <= MAX_REQUEST_HEADERS_LENGTH:
+            if expires:
+                memos.timed_preflights.put(key, answer, until=until)
+            else:
+                memos.preflights.put(key, answer)
         return answer
 
     def preflight_response_for(
