@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from itertools import chain
 from types import MappingProxyType
 from typing import Final
 
@@ -279,12 +278,12 @@ def compile_entries(
     subdomains: dict[tuple[str, str, int | None], str] = {}
     any_port: dict[tuple[str, str, int | None], str] = {}
     allow_all = False
-    # Chunks whose every entry is a canonical exact origin, taken whole (the usual list).
-    canonical: list[Sequence[object]] = []
     for start in range(0, len(items), _CHUNK):
         chunk = items[start : start + _CHUNK]
         if _all_canonical(chunk):
-            canonical.append(chunk)
+            # Every entry a canonical exact origin (the usual list): taken whole, a chunk at a
+            # time, so that a compile in a worker thread lets the event loop run in between.
+            exact.update(chunk)  # type: ignore[arg-type]  # all str, checked
             continue
         for index, entry in enumerate(chunk, start):
             if type(entry) is str and _CANONICAL_EXACT(entry) is not None:
@@ -300,7 +299,7 @@ def compile_entries(
         compiled.append(compile_regex(text, problems))
         _place(problems, found, index)
     rules = Rules(
-        exact=frozenset(chain(exact, *canonical)),  # type: ignore[arg-type]  # all str, checked
+        exact=frozenset(exact),
         subdomains=MappingProxyType(subdomains),
         any_port=MappingProxyType(any_port),
         regexes=tuple(regex for regex in compiled if regex is not None),
