@@ -120,10 +120,8 @@ def _read_preflight(
     return origin, request_method, request_headers, private_network
 
 
-def _merge_vary(current: bytes | None, ours: bytes) -> bytes:
+def _merge_vary(current: bytes, ours: bytes) -> bytes:
     """The app's Vary value with our tokens added (each once, case-insensitively)."""
-    if current is None:
-        return ours
     lowered = current.lower()
     # bytes.find, not "in": "in" first tries its operand as an integer, which costs as much
     # again as the search.
