@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Generic, TypeVar, overload
 
 import anyio
 from anyio.abc import TaskGroup
@@ -60,6 +60,28 @@ __all__ = ["PENDING", "Decision", "OriginsSpec", "Pending", "Policy"]
 
 _NEVER: Final = math.inf
 _NO_ANSWERS: Final[Mapping[Any, Any]] = {}  # what a policy someone listens to offers: never written
+
+
+class _Setting(Generic[T]):
+    """A read-only attribute of ``Policy`` that reads the field of the same name in its
+    ``settings``."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, policy: None, owner: type) -> _Setting[T]: ...
+
+    @overload
+    def __get__(self, policy: Policy, owner: type) -> T: ...
+
+    def __get__(self, policy: Policy | None, owner: type) -> _Setting[T] | T:
+        if policy is None:
+            return self
+        return getattr(policy.settings, self.name)  # type: ignore[no-any-return]
+
+    def __set__(self, policy: Policy, value: object) -> None:
+        raise AttributeError(f"Policy.{self.name} is read-only: build a new Policy to change it")
 
 
 def _expires(state: State) -> bool:
@@ -208,46 +230,17 @@ class Policy:
 
     # --- the settings, read-only ------------------------------------------------------
 
-    @property
-    def allow_credentials(self) -> bool:
-        return self.settings.allow_credentials
-
-    @property
-    def allow_private_network(self) -> bool:
-        return self.settings.allow_private_network
-
-    @property
-    def allow_methods(self) -> tuple[str, ...]:
-        return self.settings.allow_methods
-
-    @property
-    def allow_headers(self) -> tuple[str, ...]:
-        """The allowed request headers: the safelisted ones and those listed (``*`` aside)."""
-        return self.settings.allow_headers
-
-    @property
-    def allow_all_headers(self) -> bool:
-        return self.settings.allow_all_headers
-
-    @property
-    def expose_headers(self) -> tuple[str, ...]:
-        return self.settings.expose_headers
-
-    @property
-    def max_age(self) -> int:
-        return self.settings.max_age
-
-    @property
-    def preflight_status(self) -> int:
-        return self.settings.preflight_status
-
-    @property
-    def starlette_compatible(self) -> bool:
-        return self.settings.starlette_compatible
-
-    @property
-    def unsafe_allow_any_origin_with_credentials(self) -> bool:
-        return self.settings.unsafe_allow_any_origin_with_credentials
+    allow_credentials: _Setting[bool] = _Setting()
+    allow_private_network: _Setting[bool] = _Setting()
+    allow_methods: _Setting[tuple[str, ...]] = _Setting()
+    # The allowed request headers: the safelisted ones and those listed ("*" aside).
+    allow_headers: _Setting[tuple[str, ...]] = _Setting()
+    allow_all_headers: _Setting[bool] = _Setting()
+    expose_headers: _Setting[tuple[str, ...]] = _Setting()
+    max_age: _Setting[int] = _Setting()
+    preflight_status: _Setting[int] = _Setting()
+    starlette_compatible: _Setting[bool] = _Setting()
+    unsafe_allow_any_origin_with_credentials: _Setting[bool] = _Setting()
 
     # --- hot swap ---------------------------------------------------------------------
 
