@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Mapping
 from typing import Any, Final, Generic, TypeVar, overload
 
 import anyio
@@ -24,7 +24,7 @@ from ._codes import E028
 from ._decide import MAX_REQUEST_HEADERS_LENGTH, Decision, Headers, PreflightAnswer
 from ._events import FAILURE_REASONS, DecisionEvent, Reason, RequestKind
 from ._lookup import PENDING, Pending
-from ._memo import MALFORMED, PreflightKey, Prepared
+from ._memo import MALFORMED, Memo, PreflightKey, Prepared, TimedMemo
 from ._origin import MAX_ORIGIN_LENGTH
 from ._patterns import Rules
 from ._ratelimit import LogRate
@@ -53,6 +53,8 @@ from .providers._options import Options
 from .types import Clock, Scope
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 logger = logging.getLogger("corsengine")
 
 __all__ = ["PENDING", "Decision", "OriginsSpec", "Pending", "Policy"]
@@ -99,6 +101,15 @@ def _keep_until(state: State, origin: str) -> float | None:
         return state.deadline
     folded = _lookup.folded_until(state, origin)
     return None if folded is None else min(folded, state.deadline)
+
+
+def _keep(memo: Memo[K, V] | TimedMemo[K, V], key: K, value: V, until: float) -> None:
+    """Keep a prepared answer: in a snapshot's timed memo until ``until``, or in its plain memo
+    (a snapshot that never expires, where ``until`` is its infinite deadline)."""
+    if isinstance(memo, TimedMemo):
+        memo.put(key, value, until=until)
+    else:
+        memo.put(key, value)
 
 
 def _run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -463,10 +474,7 @@ class Policy:
         if until is not None:
             if len(headers) == 1:
                 headers = state.refusal  # the same list for every refusal: what adapters test
-            if expires:
-                memos.timed_answers.put(origin, headers, until=until)
-            else:
-                memos.answers.put(origin, headers)
+            _keep(memos.timed_answers if expires else memos.answers, origin, headers, until)
         return headers
 
     def actual_response_for(self, origin: bytes, rule: str | None) -> Headers:
@@ -498,10 +506,7 @@ class Policy:
         answer = self.preflight_response_for(origin, rule, method, request_headers, private_network, state)
         until = _keep_until(state, text)
         if until is not None and len(request_headers or b"") <= MAX_REQUEST_HEADERS_LENGTH:
-            if expires:
-                memos.timed_preflights.put(key, answer, until=until)
-            else:
-                memos.preflights.put(key, answer)
+            _keep(memos.timed_preflights if expires else memos.preflights, key, answer, until)
         return answer
 
     def preflight_response_for(
