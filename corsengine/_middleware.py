@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
-from collections.abc import Awaitable, Iterable, Mapping
+import sys
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import anyio
@@ -45,6 +48,24 @@ _INFO = logging.INFO
 # (None) takes the path that calls isEnabledFor(), which fills the cache.
 _LEVELS: dict[int, bool] = getattr(logger, "_cache", {})
 _HANDLED = "corsengine.handled"  # set on http.response.start once a corsengine middleware decided
+# An iterator with nothing left, shared: the request headers' rest when it need not be read.
+_READ: Iterator[tuple[bytes, bytes]] = iter(())
+
+
+# Response header names seen that cannot be Vary or a CORS header (their first letter is not
+# "a" or "v"): a set lookup per header, where the first letter costs a subscript and a lookup.
+_PLAIN_NAMES: set[bytes] = set()
+_PLAIN_NAMES_SIZE = 256
+
+
+def _plain_name(name: bytes) -> bool:
+    """True when a response header called ``name`` cannot be Vary or ours; remembered then."""
+    if not name or name[0] in _MAYBE_OURS_CODES:
+        return False
+    if len(_PLAIN_NAMES) >= _PLAIN_NAMES_SIZE:
+        _PLAIN_NAMES.clear()  # an app that names headers freely: bounded, like every memo
+    _PLAIN_NAMES.add(name)
+    return True
 
 
 def _first_segment(path: str) -> str:
@@ -89,35 +110,15 @@ def _compile_routes(routes: Mapping[str, Policy] | None) -> dict[str, Policy]:
     return compiled
 
 
-def _read_preflight(
-    headers: Iterable[tuple[bytes, bytes]],
-) -> tuple[bytes | None, bytes | None, bytes | None, bool]:
-    """Origin, Access-Control-Request-Method, -Headers and -Private-Network of an OPTIONS."""
-    origin: bytes | None = None
-    request_method: bytes | None = None
-    request_headers: bytes | None = None
-    private_network = False
-    for name, value in headers:
-        if name not in _WANTED:  # most headers: one set lookup, nothing else
-            continue
-        if name == _ORIGIN:
-            # Two Origin headers are never sent by a browser: refuse, never pick one.
-            origin = value if origin is None else _DUPLICATE
-        elif name == _REQUEST_METHOD:
-            request_method = value
-        elif name == _REQUEST_HEADERS:
-            # Many lines are joined only up to the limit: past it, nothing more is read
-            # (joining 100,000 lines one by one would be quadratic).
-            if request_headers is None:
-                request_headers = value if len(value) <= MAX_REQUEST_HEADERS_LENGTH else _OVERSIZED
-            elif request_headers is not _OVERSIZED:
-                if len(request_headers) + len(value) < MAX_REQUEST_HEADERS_LENGTH:
-                    request_headers = request_headers + b"," + value
-                else:
-                    request_headers = _OVERSIZED
-        else:
-            private_network = True
-    return origin, request_method, request_headers, private_network
+def _joined(request_headers: bytes | None, line: bytes) -> bytes:
+    """Access-Control-Request-Headers read so far with one more ``line``. Many lines are joined
+    only up to the limit: past it, nothing more is read (joining 100,000 lines one by one
+    would be quadratic)."""
+    if request_headers is None:
+        return line if len(line) <= MAX_REQUEST_HEADERS_LENGTH else _OVERSIZED
+    if request_headers is _OVERSIZED or len(request_headers) + len(line) >= MAX_REQUEST_HEADERS_LENGTH:
+        return _OVERSIZED
+    return request_headers + b"," + line
 
 
 def _merge_vary(current: bytes, ours: bytes) -> bytes:
@@ -219,6 +220,12 @@ def _without_ours(app_headers: list[Any]) -> tuple[list[Any], bytes | None]:
     return out, app_vary
 
 
+async def _answer_preflight(answer: PreflightAnswer, send: Send) -> None:
+    # A fresh list each time: outer middleware may edit the headers in place.
+    await send({"type": "http.response.start", "status": answer[0], "headers": [*answer[1]]})
+    await send({"type": "http.response.body", "body": answer[2]})
+
+
 class CORSMiddleware:
     """A drop-in for ``starlette.middleware.cors.CORSMiddleware`` with dynamic origins.
 
@@ -309,46 +316,74 @@ class CORSMiddleware:
         # minute in all: a flood of distinct origins cannot fill the disk.
         self._refusals_logged = LogRate(self.policy.clock)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # A plain function marked as a coroutine function (below the class, as Django marks
+        # its middleware): it returns the app's own awaitable, so a request whose answer is
+        # prepared costs no coroutine of corsengine's. What must wait (a lookup doing I/O, a
+        # decision to tell, a preflight's two messages) returns a coroutine instead.
         if scope["type"] != "http":
-            await self._not_http(scope, receive, send)
-            return
-        origin: bytes | None = None
+            return self._not_http(scope, receive, send)
+        ours: list[tuple[bytes, bytes]] | None
+        origin = None
         if scope["method"] != "OPTIONS":
             # Not a preflight: only Origin matters. A comparison per header (bytes of another
-            # length differ at once), and all of them: a second Origin must be seen.
-            for name, value in scope["headers"]:
+            # length differ at once), up to the first Origin.
+            headers = iter(scope["headers"])
+            for name, value in headers:
                 if name == b"origin":
-                    # Two Origin headers are never sent by a browser: refuse, never pick one.
-                    origin = value if origin is None else _DUPLICATE
+                    origin = value
+                    break
             if origin is None:
                 ours = _ONLY_VARY_ORIGIN
             else:
                 policy = self._single or self._route(scope["path"])
                 # The CORS headers, Vary last: prepared in the snapshot (which offers none when
-                # someone listens), or asked for.
-                answer = policy.answers.get(origin)
-                if answer is None:
-                    answer = await self._actual(policy, origin, scope)
-                elif answer is policy.refusal and _LEVELS.get(_INFO) is not False:
-                    await self._observe_actual(policy, origin, answer, PENDING, scope)  # logged
-                ours = answer
+                # someone listens), or asked for below (None).
+                ours = policy.answers.get(origin)
+                if ours is policy.refusal:
+                    # Refused, as a second Origin would be: the rest of the headers is read
+                    # only when the refusal is logged (then asked below, and told).
+                    try:
+                        logged = _LEVELS[_INFO]
+                    except KeyError:
+                        logged = True  # logging's level cache was just cleared
+                    if logged:
+                        ours = None
+                    else:
+                        headers = _READ
+                # Two Origin headers are never sent by a browser: refuse, never pick one.
+                for name, _ in headers:
+                    if name == b"origin":
+                        origin = _DUPLICATE
+                        ours = None
         else:
             policy = self._single or self._route(scope["path"])
-            origin, request_method, request_headers, private_network = _read_preflight(scope["headers"])
+            # Origin and the Access-Control-Request-* headers: what makes an OPTIONS a preflight.
+            request_method = request_headers = None
+            private_network = False
+            for name, value in scope["headers"]:
+                if name not in _WANTED:  # most headers: one set lookup, nothing else
+                    continue
+                if name == _ORIGIN:
+                    # Two Origin headers are never sent by a browser: refuse, never pick one.
+                    origin = value if origin is None else _DUPLICATE
+                elif name == _REQUEST_METHOD:
+                    request_method = value
+                elif name == _REQUEST_HEADERS:
+                    if request_headers is None and len(value) <= MAX_REQUEST_HEADERS_LENGTH:
+                        request_headers = value  # one line, as browsers send it
+                    else:
+                        request_headers = _joined(request_headers, value)
+                else:
+                    private_network = True
             if origin is not None and request_method is not None:
                 # Fetch: the app never sees a preflight; the answer is ours alone.
                 key = (origin, request_method, request_headers, private_network)
                 preflight = policy.preflights.get(key)
                 if preflight is None or (preflight[3] and _LEVELS.get(_INFO) is not False):
-                    preflight = await self._preflight_observed(policy, key, preflight, scope)
-                # A fresh list each time: outer middleware may edit the headers in place.
-                await send(
-                    {"type": "http.response.start", "status": preflight[0], "headers": [*preflight[1]]}
-                )
-                await send({"type": "http.response.body", "body": preflight[2]})
-                return
-            ours = _ONLY_VARY_ORIGIN if origin is None else await self._actual(policy, origin, scope)
+                    return self._preflight_asked(policy, key, preflight, scope, send)
+                return _answer_preflight(preflight, send)
+            ours = _ONLY_VARY_ORIGIN if origin is None else None
 
         # A plain function returning send's awaitable: one coroutine per message, not two.
         def send_with_cors(message: Message) -> Awaitable[None]:
@@ -365,10 +400,10 @@ class CORSMiddleware:
                 # no corsengine nearer the app decided (it would have added Vary).
                 try:
                     for first in headers:
-                        if first[0][0] in _MAYBE_OURS_CODES:
+                        if first[0] not in _PLAIN_NAMES and not _plain_name(first[0]):
                             break
                     else:
-                        message["headers"] = [*headers, *ours]
+                        message["headers"] = [*headers, *ours]  # type: ignore[misc]
                         message[_HANDLED] = True
                         return send(message)
                 except IndexError:
@@ -377,13 +412,29 @@ class CORSMiddleware:
             # decided this response already: it is left as that one made it.
             if _HANDLED not in message:
                 if first is None:
-                    message["headers"] = _response_headers(headers, ours)
+                    message["headers"] = _response_headers(headers, ours)  # type: ignore[arg-type]
                 else:
-                    message["headers"] = _merge(headers, first, ours)
+                    message["headers"] = _merge(headers, first, ours)  # type: ignore[arg-type]
                 message[_HANDLED] = True
             return send(message)
 
-        await self.app(scope, receive, send_with_cors)
+        if ours is None and origin is not None:  # (ours is None only for an Origin)
+            # Not prepared: asked (I/O may be due), told, then the app runs with the answer.
+            # Its arguments passed, not closed over: only ``ours`` is shared with send_with_cors.
+            async def asked(
+                middleware: CORSMiddleware,
+                policy: Policy,
+                origin: bytes,
+                scope: Scope,
+                receive: Receive,
+                send: Send,
+            ) -> None:
+                nonlocal ours
+                ours = await middleware._actual(policy, origin, scope)
+                await middleware.app(scope, receive, send)
+
+            return asked(self, policy, origin, scope, receive, send_with_cors)
+        return self.app(scope, receive, send_with_cors)
 
     async def _actual(self, policy: Policy, origin: bytes, scope: Scope) -> list[tuple[bytes, bytes]]:
         """An actual request's CORS headers when the snapshot has none prepared."""
@@ -425,15 +476,16 @@ class CORSMiddleware:
         else:  # WebSocket handshakes are not CORS (see docs/security.md).
             await self.app(scope, receive, send)
 
-    async def _preflight_observed(
+    async def _preflight_asked(
         self,
         policy: Policy,
         key: tuple[bytes, bytes, bytes | None, bool],
         answer: PreflightAnswer | None,
         scope: Scope,
-    ) -> PreflightAnswer:
-        """A preflight's answer when the snapshot has none prepared, told to the decision
-        listeners (and the log, when refused) and to the shadow policy."""
+        send: Send,
+    ) -> None:
+        """A preflight answered when the snapshot has no answer prepared, or when its answer is
+        told to the decision listeners (and the log, when refused) and to the shadow policy."""
         origin, request_method, request_headers, private_network = key
         rule: str | Pending | None = PENDING  # the event looks it up again
         if answer is None:
@@ -463,7 +515,7 @@ class CORSMiddleware:
                 private_network=private_network,
                 failures=answer.failures,
             )
-        return answer
+        await _answer_preflight(answer, send)
 
     async def _websocket(self, policy: Policy, scope: Scope, receive: Receive, send: Send) -> None:
         """Refuse a WebSocket handshake from an Origin the policy does not allow.
@@ -606,3 +658,16 @@ class CORSMiddleware:
                 break
             path = path[:cut]  # one segment up: cost grows with the path's depth, not the routes
         return routes.get("/", self.policy)
+
+
+def _mark_coroutine_function(function: Callable[..., Awaitable[Any]]) -> None:
+    """Say that calling ``function`` returns an awaitable, for ``asyncio.iscoroutinefunction()``
+    and (3.12+) ``inspect.iscoroutinefunction()``: ASGI servers tell an ASGI 3 app from an
+    ASGI 2 one by them (uvicorn's ``interface="auto"``)."""
+    if sys.version_info >= (3, 12):
+        inspect.markcoroutinefunction(function)
+    else:
+        function._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
+
+
+_mark_coroutine_function(CORSMiddleware.__call__)

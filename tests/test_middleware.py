@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
+import sys
 from typing import Any
 
 import anyio
 import pytest
+import uvicorn
 
-from corsengine import CORSMiddleware, Policy
+from corsengine import CORSMiddleware, Policy, _middleware
 from corsengine.providers import CallableProvider, PredicateProvider
 from corsengine.testing import FakeClock
 
@@ -64,6 +68,43 @@ def test_two_origin_headers_are_refused_without_an_exception() -> None:
         [ORIGIN, (b"origin", b"https://evil.com"), (b"access-control-request-method", b"GET")],
     )
     assert (status, body) == (400, b"Disallowed CORS origin")
+
+
+def test_servers_see_an_asgi_3_app() -> None:
+    # __call__ is a plain function returning the app's awaitable, marked as a coroutine
+    # function: servers tell ASGI 3 from ASGI 2 by it.
+    app = CORSMiddleware(plain_app(), allow_origins=["https://app.example.com"])
+    assert asyncio.iscoroutinefunction(app.__call__)
+    if sys.version_info >= (3, 12):
+        assert inspect.iscoroutinefunction(app.__call__)
+    config = uvicorn.Config(app)
+    config.load()
+    assert config.interface == "asgi3"
+
+
+def test_a_logged_refusal_of_two_origins_names_no_origin(caplog: pytest.LogCaptureFixture) -> None:
+    # A refused first Origin is the answer to a second one too; its log line must still say
+    # what was refused: two Origins (a malformed origin), not the first alone.
+    app = CORSMiddleware(plain_app(), allow_origins=["https://app.example.com"])
+    evil = (b"origin", b"https://evil.example")
+    with caplog.at_level(logging.INFO, logger="corsengine"):
+        run(call, app, "GET", [evil])  # prepared: the refusal
+        run(call, app, "GET", [evil, ORIGIN])
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == 2
+    assert "evil.example" not in messages[1]
+    assert "malformed-origin" in messages[1]
+
+
+def test_response_header_names_remembered_as_plain_stay_bounded() -> None:
+    app = CORSMiddleware(plain_app(), allow_origins=["https://app.example.com"])
+    size = _middleware._PLAIN_NAMES_SIZE
+    for i in range(size + 10):
+        names = [(f"x-header-{i}".encode(), b"1"), (b"Vary", b"Accept")]
+        _, headers, _ = run(call, CORSMiddleware(plain_app(names), policy=app.policy), "GET", [ORIGIN])
+        assert headers[-1] == (b"vary", b"Accept, Origin")  # merged however many names were seen
+        assert len(_middleware._PLAIN_NAMES) <= size
+    assert b"vary" not in _middleware._PLAIN_NAMES and b"Vary" not in _middleware._PLAIN_NAMES
 
 
 @pytest.mark.parametrize(
