@@ -9,9 +9,12 @@ path reads ``entries`` directly: a dict read, not a method call.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
+import threading
 from collections.abc import Hashable
-from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 from .types import Clock
 
@@ -21,8 +24,6 @@ if TYPE_CHECKING:
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 D = TypeVar("D")
-V_co = TypeVar("V_co", covariant=True)
-K_contra = TypeVar("K_contra", contravariant=True)
 
 MEMO_SIZE: Final = 4096
 PREFLIGHT_MEMO_SIZE: Final = 1024
@@ -57,8 +58,8 @@ class Memo(Generic[K, V]):
 
 
 class TimedMemo(Generic[K, V]):
-    """Answers that expire: a predicate's cached answer folded in, or any prepared answer of
-    a snapshot that has a deadline (then ``Policy.answers`` and ``Policy.preflights``).
+    """Answers that expire, each read with a clock read: the predicates' cached answers, folded
+    in by origin.
 
     Examples:
         >>> from corsengine.testing import FakeClock
@@ -96,6 +97,80 @@ class TimedMemo(Generic[K, V]):
         return len(self.entries)
 
 
+class Prepared:
+    """One snapshot's prepared answers, read as plain dicts: ``answers`` (Origin as sent -> an
+    actual response's CORS headers, Vary last) and ``preflights`` (Origin, -Request-Method,
+    -Request-Headers, -Private-Network as sent -> the encoded answer).
+
+    Each entry is kept until a time: forever for an allowlist that never expires, else the
+    snapshot's deadline or a predicate's cached answer's expiry, whichever is sooner. ``until``
+    is the earliest such time: a reader compares it with the clock before reading the dicts
+    and calls ``expire()`` once it has passed. A hit then costs one comparison, not a clock
+    read per entry; and no comparison at all for an allowlist that never expires.
+
+    Examples:
+        >>> prepared = Prepared()
+        >>> prepared.keep_answer(b"https://a.example", [], until=10.0)
+        >>> prepared.keep_answer(b"https://b.example", [], until=20.0)
+        >>> prepared.until
+        10.0
+        >>> prepared.expire(now=10.0)
+        >>> list(prepared.answers), prepared.until
+        ([b'https://b.example'], 20.0)
+    """
+
+    __slots__ = ("_heap", "_lock", "_order", "_untils", "answers", "preflights", "until")
+
+    def __init__(self) -> None:
+        self.answers: dict[bytes, Headers] = {}
+        self.preflights: dict[PreflightKey, PreflightAnswer] = {}
+        self.until = math.inf
+        # (until, order, the dict, key) of every entry that expires, the earliest first; order
+        # breaks ties, so two dicts are never compared.
+        self._heap: list[tuple[float, int, dict[Any, Any], Hashable]] = []
+        self._untils: dict[Hashable, float] = {}  # each expiring key's time (keys never collide)
+        self._order = itertools.count()
+        self._lock = threading.Lock()  # kept from any thread: evaluate(), refresh()
+
+    def keep_answer(self, origin: bytes, headers: Headers, until: float = math.inf) -> None:
+        self._keep(self.answers, MEMO_SIZE, origin, headers, until)
+
+    def keep_preflight(self, key: PreflightKey, answer: PreflightAnswer, until: float = math.inf) -> None:
+        self._keep(self.preflights, PREFLIGHT_MEMO_SIZE, key, answer, until)
+
+    def _keep(self, entries: dict[Any, Any], size: int, key: Hashable, value: object, until: float) -> None:
+        with self._lock:
+            if len(entries) >= size:
+                # A flood of distinct origins: everything goes, the times with it, so nothing
+                # grows past the bounds.
+                self.answers.clear()
+                self.preflights.clear()
+                self._heap.clear()
+                self._untils.clear()
+                self.until = math.inf
+            if until != math.inf:
+                # The time first, then the entry: whoever finds the entry finds its time.
+                if until < self.until:
+                    self.until = until
+                self._untils[key] = until
+                heapq.heappush(self._heap, (until, next(self._order), entries, key))
+            entries[key] = value
+
+    def expire(self, now: float) -> None:
+        """Drop every entry whose time has come; ``until`` becomes the next one's."""
+        with self._lock:
+            heap, untils = self._heap, self._untils
+            while heap and heap[0][0] <= now:
+                until, _, entries, key = heapq.heappop(heap)
+                if untils.get(key) == until:  # not kept again since, with a later time
+                    del untils[key]
+                    entries.pop(key, None)
+            self.until = heap[0][0] if heap else math.inf
+
+    def __len__(self) -> int:
+        return len(self.answers) + len(self.preflights)
+
+
 class Malformed:
     """What the rules say of an Origin that is not a serialized origin: refused unread."""
 
@@ -111,39 +186,15 @@ Verdict = str | None | Malformed
 class Memos:
     """Every memo of one allowlist snapshot (see `State`)."""
 
-    __slots__ = (
-        "answers",
-        "decisions",
-        "folded",
-        "preflights",
-        "timed_answers",
-        "timed_preflights",
-        "verdicts",
-    )
+    __slots__ = ("decisions", "folded", "prepared", "verdicts")
 
     def __init__(self, clock: Clock) -> None:
         # Origin -> what the rules say: holds as long as the snapshot.
         self.verdicts: Memo[str, Verdict] = Memo()
         # Origin -> the predicates' answer, when they decide from the origin alone.
         self.folded: TimedMemo[str, str | None] = TimedMemo(clock)
-        # Origin bytes -> an actual response's CORS headers (Vary last; State.refusal when
-        # refused), from the rules...
-        self.answers: Memo[bytes, Headers] = Memo()
-        # ...or from a folded predicate answer, until it expires.
-        self.timed_answers: TimedMemo[bytes, Headers] = TimedMemo(clock)
-        # (Origin, -Request-Method, -Request-Headers, -Private-Network) as sent -> the preflight's
-        # encoded answer, when the rules decided the origin...
-        self.preflights: Memo[PreflightKey, PreflightAnswer] = Memo(PREFLIGHT_MEMO_SIZE)
-        # ...or from a predicate's folded answer, until it expires.
-        self.timed_preflights: TimedMemo[PreflightKey, PreflightAnswer] = TimedMemo(
-            clock, PREFLIGHT_MEMO_SIZE
-        )
-        # The same with the rule, whoever decided it (a predicate's answer is never reused
-        # unless the rule is the same).
+        # The answers prepared from them, read by adapters before asking.
+        self.prepared = Prepared()
+        # A preflight's encoded answer by its key and rule, whoever decided it (a predicate's
+        # answer is never reused unless the rule is the same).
         self.decisions: Memo[tuple[PreflightKey, str | None], PreflightAnswer] = Memo(PREFLIGHT_MEMO_SIZE)
-
-
-class Prepared(Protocol[K_contra, V_co]):
-    """What ``Policy.answers`` and ``Policy.preflights`` are: a dict, or a `TimedMemo`."""
-
-    def get(self, key: K_contra, /) -> V_co | None: ...

@@ -337,6 +337,8 @@ class CORSMiddleware:
                 ours = _ONLY_VARY_ORIGIN
             else:
                 policy = self._single or self._route(scope["path"])
+                if policy.answers_expire and policy.prepared.until <= policy.clock():
+                    policy.expire_answers()
                 # The CORS headers, Vary last: prepared in the snapshot (which offers none when
                 # someone listens), or asked for below (None).
                 ours = policy.answers.get(origin)
@@ -379,6 +381,8 @@ class CORSMiddleware:
             if origin is not None and request_method is not None:
                 # Fetch: the app never sees a preflight; the answer is ours alone.
                 key = (origin, request_method, request_headers, private_network)
+                if policy.answers_expire and policy.prepared.until <= policy.clock():
+                    policy.expire_answers()
                 preflight = policy.preflights.get(key)
                 if preflight is None or (preflight[3] and _LEVELS.get(_INFO) is not False):
                     return self._preflight_asked(policy, key, preflight, scope, send)

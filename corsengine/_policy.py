@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import Any, Final, Generic, TypeVar, overload
 
 import anyio
@@ -24,7 +24,7 @@ from ._codes import E028
 from ._decide import MAX_REQUEST_HEADERS_LENGTH, Decision, Headers, PreflightAnswer
 from ._events import FAILURE_REASONS, DecisionEvent, Reason, RequestKind
 from ._lookup import PENDING, Pending
-from ._memo import MALFORMED, Memo, PreflightKey, Prepared, TimedMemo
+from ._memo import MALFORMED, PreflightKey, Prepared
 from ._origin import MAX_ORIGIN_LENGTH
 from ._patterns import Rules
 from ._ratelimit import LogRate
@@ -53,8 +53,6 @@ from .providers._options import Options
 from .types import Clock, Scope
 
 T = TypeVar("T")
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
 logger = logging.getLogger("corsengine")
 
 __all__ = ["PENDING", "Decision", "OriginsSpec", "Pending", "Policy"]
@@ -88,8 +86,8 @@ class _Setting(Generic[T]):
 
 def _expires(state: State) -> bool:
     """True when a snapshot's answers can expire before it does: it has a deadline (a TTL,
-    ``max_stale``) or predicates' cached answers. Its prepared answers then live in timed
-    memos, each until the earliest of the two."""
+    ``max_stale``) or predicates' cached answers. Each of its prepared answers is then kept
+    until the earlier of the two (`Prepared`)."""
     return state.deadline != _NEVER or bool(state.predicates)
 
 
@@ -103,13 +101,12 @@ def _keep_until(state: State, origin: str) -> float | None:
     return None if folded is None else min(folded, state.deadline)
 
 
-def _keep(memo: Memo[K, V] | TimedMemo[K, V], key: K, value: V, until: float) -> None:
-    """Keep a prepared answer: in a snapshot's timed memo until ``until``, or in its plain memo
-    (a snapshot that never expires, where ``until`` is its infinite deadline)."""
-    if isinstance(memo, TimedMemo):
-        memo.put(key, value, until=until)
-    else:
-        memo.put(key, value)
+def _unexpired(state: State, clock: Clock) -> Prepared:
+    """A snapshot's prepared answers, without those whose time has come."""
+    prepared = state.memos.prepared
+    if _expires(state) and prepared.until <= clock():
+        prepared.expire(clock())
+    return prepared
 
 
 def _run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -150,13 +147,16 @@ class Policy:
     # The snapshot's prepared answers, for adapters to read before asking: an Origin's
     # actual-response headers (Vary last; ``refusal`` itself, Vary alone, when refused), and
     # a preflight's encoded answer keyed by (Origin, -Request-Method, -Request-Headers,
-    # -Private-Network) as sent. Plain dicts for an allowlist that never expires; timed
-    # memos (one clock read per answer) for one that can: a TTL, max_stale, a predicate's
-    # cached answers. Empty while someone listens (``observed``): then every request is
-    # asked for, through actual_response() and preflight_response().
-    answers: Prepared[bytes, Headers]
+    # -Private-Network) as sent. Plain dicts, read without a method call. When
+    # ``answers_expire`` (a TTL, max_stale, a predicate's cached answers), an adapter first
+    # compares ``prepared.until`` with ``clock()`` and calls ``expire_answers()`` once it has
+    # passed. Empty while someone listens (``observed``): then every request is asked for,
+    # through actual_response() and preflight_response().
+    answers: Mapping[bytes, Headers]
     refusal: Headers
-    preflights: Prepared[PreflightKey, PreflightAnswer]
+    preflights: Mapping[PreflightKey, PreflightAnswer]
+    prepared: Prepared
+    answers_expire: bool
 
     def __init__(
         self,
@@ -228,16 +228,21 @@ class Policy:
         )
 
     def _published(self, state: State) -> None:
-        memos = state.memos
+        prepared = state.memos.prepared
         self.refusal = state.refusal
+        # Whether to compare the time first, set before the dicts are.
+        self.prepared = prepared
+        self.answers_expire = _expires(state) and not self.observed
         if self.observed:
             self.answers = self.preflights = _NO_ANSWERS
-        elif _expires(state):
-            self.answers = memos.timed_answers
-            self.preflights = memos.timed_preflights
         else:
-            self.answers = memos.answers.entries
-            self.preflights = memos.preflights.entries
+            self.answers = prepared.answers
+            self.preflights = prepared.preflights
+
+    def expire_answers(self) -> None:
+        """Drop the prepared answers whose time has come (what an adapter calls once
+        ``prepared.until`` has passed, when ``answers_expire``)."""
+        self.prepared.expire(self.clock())
 
     # --- the settings, read-only ------------------------------------------------------
 
@@ -458,11 +463,10 @@ class Policy:
         from the snapshot's memos, which die with the snapshot.
         """
         state = self._resolver.state
-        memos = state.memos
-        expires = _expires(state)
-        # Past the deadline, nothing timed is found: lookup() decides between a load and a
+        prepared = _unexpired(state, self.clock)
+        # Past the deadline, nothing prepared is found: lookup() decides between a load and a
         # malformed origin's refusal.
-        hit = memos.timed_answers.get(origin) if expires else memos.answers.entries.get(origin)
+        hit = prepared.answers.get(origin)
         if hit is not None:
             return hit
         text = origin.decode("latin-1")
@@ -474,7 +478,7 @@ class Policy:
         if until is not None:
             if len(headers) == 1:
                 headers = state.refusal  # the same list for every refusal: what adapters test
-            _keep(memos.timed_answers if expires else memos.answers, origin, headers, until)
+            prepared.keep_answer(origin, headers, until)
         return headers
 
     def actual_response_for(self, origin: bytes, rule: str | None) -> Headers:
@@ -493,10 +497,9 @@ class Policy:
         as sent, and whether -Private-Network was asked), or PENDING when the answer needs I/O
         (then ``resolve()`` and ``preflight_response_for()``)."""
         state = self._resolver.state
-        memos = state.memos
+        prepared = _unexpired(state, self.clock)
         key = (origin, method, request_headers, private_network)
-        expires = _expires(state)
-        hit = memos.timed_preflights.get(key) if expires else memos.preflights.entries.get(key)
+        hit = prepared.preflights.get(key)
         if hit is not None:
             return hit
         text = origin.decode("latin-1")
@@ -506,7 +509,7 @@ class Policy:
         answer = self.preflight_response_for(origin, rule, method, request_headers, private_network, state)
         until = _keep_until(state, text)
         if until is not None and len(request_headers or b"") <= MAX_REQUEST_HEADERS_LENGTH:
-            _keep(memos.timed_preflights if expires else memos.preflights, key, answer, until)
+            prepared.keep_preflight(key, answer, until)
         return answer
 
     def preflight_response_for(

@@ -283,7 +283,7 @@ def test_folding_into_a_full_memo_keeps_it_bounded(clock: FakeClock) -> None:
     memo.entries.update(
         (f"https://{index}.example", (None, math.inf)) for index in range(MEMO_SIZE - len(memo))
     )
-    policy._resolver.state.memos.timed_answers.entries.clear()  # not answered from the headers
+    policy._resolver.state.memos.prepared.answers.clear()  # not answered from the headers
     assert allowed(policy, A)  # folding A's answer finds the memo full: cleared first
     (asker,) = policy._resolver.state.predicates
     assert memo.entries == {A: (repr(asker.predicate), clock() + asker.predicate.cache_ttl)}

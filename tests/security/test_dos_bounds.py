@@ -331,4 +331,4 @@ def test_preflight_memo_stays_bounded_under_a_flood_of_distinct_preflights() -> 
 
     anyio.run(flood_requests)
     memos = app.policy._resolver.state.memos  # the preflight memos live in the snapshot
-    assert 0 < len(memos.preflights) <= 1024 and 0 < len(memos.decisions) <= 1024
+    assert 0 < len(memos.prepared.preflights) <= 1024 and 0 < len(memos.decisions) <= 1024
