@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import anyio
@@ -48,8 +48,6 @@ _INFO = logging.INFO
 # (None) takes the path that calls isEnabledFor(), which fills the cache.
 _LEVELS: dict[int, bool] = getattr(logger, "_cache", {})
 _HANDLED = "corsengine.handled"  # set on http.response.start once a corsengine middleware decided
-# An iterator with nothing left, shared: the request headers' rest when it need not be read.
-_READ: Iterator[tuple[bytes, bytes]] = iter(())
 
 
 # Response header names seen that cannot be Vary or a CORS header (their first letter is not
@@ -108,6 +106,16 @@ def _compile_routes(routes: Mapping[str, Policy] | None) -> dict[str, Policy]:
     if problems:
         raise ConfigurationError(problems)
     return compiled
+
+
+def _origin_of(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
+    """The request's Origin, every header read: None without one, and never a valid origin
+    when there are two (a browser never sends two: refuse, never pick one)."""
+    origin = None
+    for name, value in headers:
+        if name == _ORIGIN:
+            origin = value if origin is None else _DUPLICATE
+    return origin
 
 
 def _joined(request_headers: bytes | None, line: bytes) -> bytes:
@@ -343,21 +351,20 @@ class CORSMiddleware:
                 # someone listens), or asked for below (None).
                 ours = policy.answers.get(origin)
                 if ours is policy.refusal:
-                    # Refused, as a second Origin would be: the rest of the headers is read
-                    # only when the refusal is logged (then asked below, and told).
+                    # Refused, as a second Origin would be: asked again below (every Origin
+                    # read) only when the refusal is logged.
                     try:
-                        logged = _LEVELS[_INFO]
+                        if _LEVELS[_INFO]:
+                            ours = None
                     except KeyError:
-                        logged = True  # logging's level cache was just cleared
-                    if logged:
-                        ours = None
-                    else:
-                        headers = _READ
-                # Two Origin headers are never sent by a browser: refuse, never pick one.
-                for name, _ in headers:
-                    if name == b"origin":
-                        origin = _DUPLICATE
-                        ours = None
+                        ours = None  # logging's level cache was just cleared
+                else:
+                    # Two Origin headers are never sent by a browser: refuse, never pick one
+                    # (asked below, where every Origin is read).
+                    for name, _ in headers:
+                        if name == b"origin":
+                            ours = None
+                            break
         else:
             policy = self._single or self._route(scope["path"])
             # Origin and the Access-Control-Request-* headers: what makes an OPTIONS a preflight.
@@ -422,22 +429,20 @@ class CORSMiddleware:
                 message[_HANDLED] = True
             return send(message)
 
-        if ours is None and origin is not None:  # (ours is None only for an Origin)
+        if ours is None:
             # Not prepared: asked (I/O may be due), told, then the app runs with the answer.
             # Its arguments passed, not closed over: only ``ours`` is shared with send_with_cors.
             async def asked(
-                middleware: CORSMiddleware,
-                policy: Policy,
-                origin: bytes,
-                scope: Scope,
-                receive: Receive,
-                send: Send,
+                middleware: CORSMiddleware, policy: Policy, scope: Scope, receive: Receive, send: Send
             ) -> None:
                 nonlocal ours
-                ours = await middleware._actual(policy, origin, scope)
+                origin = _origin_of(scope["headers"])
+                ours = (
+                    _ONLY_VARY_ORIGIN if origin is None else await middleware._actual(policy, origin, scope)
+                )
                 await middleware.app(scope, receive, send)
 
-            return asked(self, policy, origin, scope, receive, send_with_cors)
+            return asked(self, policy, scope, receive, send_with_cors)
         return self.app(scope, receive, send_with_cors)
 
     async def _actual(self, policy: Policy, origin: bytes, scope: Scope) -> list[tuple[bytes, bytes]]:
@@ -528,11 +533,10 @@ class CORSMiddleware:
         and leave the check to the server (cross-site WebSocket hijacking). A handshake
         without an Origin (a non-browser client) passes.
         """
-        origins = [value for name, value in scope["headers"] if name == _ORIGIN]
-        if not origins:
+        origin = _origin_of(scope["headers"])
+        if origin is None:
             await self.app(scope, receive, send)
             return
-        origin = origins[0] if len(origins) == 1 else _DUPLICATE
         text = origin.decode("latin-1")
         rule = policy.lookup(text, scope)
         if isinstance(rule, Pending):
