@@ -345,8 +345,10 @@ class CORSMiddleware:
                 ours = _ONLY_VARY_ORIGIN
             else:
                 policy = self._single or self._route(scope["path"])
-                if policy.answers_expire and policy.prepared.until <= policy.clock():
-                    policy.expire_answers()
+                if policy.answers_expire:
+                    clock = policy.clock  # read, then called: a method lookup would cost more
+                    if policy.prepared.until <= clock():
+                        policy.expire_answers()
                 # The CORS headers, Vary last: prepared in the snapshot (which offers none when
                 # someone listens), or asked for below (None).
                 ours = policy.answers.get(origin)
@@ -388,8 +390,10 @@ class CORSMiddleware:
             if origin is not None and request_method is not None:
                 # Fetch: the app never sees a preflight; the answer is ours alone.
                 key = (origin, request_method, request_headers, private_network)
-                if policy.answers_expire and policy.prepared.until <= policy.clock():
-                    policy.expire_answers()
+                if policy.answers_expire:
+                    clock = policy.clock
+                    if policy.prepared.until <= clock():
+                        policy.expire_answers()
                 preflight = policy.preflights.get(key)
                 if preflight is None or (preflight[3] and _LEVELS.get(_INFO) is not False):
                     return self._preflight_asked(policy, key, preflight, scope, send)
@@ -404,12 +408,12 @@ class CORSMiddleware:
                 headers = message["headers"]
             except KeyError:
                 headers = ()  # optional in ASGI
-            first = None  # the first header that could be Vary or one of ours
             if type(headers) is list:
                 # _response_headers(), its scan inline: most responses have no header starting
                 # with "a" or "v", which could be Vary or one of ours. Copied whole; and then
                 # no corsengine nearer the app decided (it would have added Vary).
                 try:
+                    # ``first``: the first header that could be Vary or one of ours.
                     for first in headers:
                         if first[0] not in _PLAIN_NAMES and not _plain_name(first[0]):
                             break
@@ -419,6 +423,8 @@ class CORSMiddleware:
                         return send(message)
                 except IndexError:
                     first = None  # an empty name: the careful path keeps it as it is
+            else:
+                first = None
             # A corsengine middleware nearer the app (a mounted sub-app's own policy) has
             # decided this response already: it is left as that one made it.
             if _HANDLED not in message:
