@@ -71,6 +71,8 @@ class Rules:
         """Every rule as text: exact origins, patterns, ``*`` and regexes."""
         if self._entries is not None:
             return self._entries
+        if not (self.subdomains or self.any_port or self.regexes or self.allow_all):
+            return self.exact  # exact origins only (the usual list): no copy of 100,000 entries
         texts = set(self.exact)
         texts.update(self.subdomains.values())
         texts.update(self.any_port.values())

@@ -273,3 +273,12 @@ def test_problems_keep_the_order_of_the_entries_across_chunks() -> None:
         "corsengine.E001",
     ]
     assert (rules, problems) == general_entries(entries)[:2]
+
+
+def test_entries_of_exact_origins_only_are_the_exact_set_itself() -> None:
+    # No copy of a 100,000-origin list at every reload; with a pattern, every rule as text.
+    exact_only = Rules.from_entries(["https://a.example", "https://b.example"])
+    assert exact_only.entries is exact_only.exact
+    mixed = Rules.from_entries(["https://a.example", "https://*.b.example"], regexes=[r"https://c\.example"])
+    assert mixed.entries == {"https://a.example", "https://*.b.example", r"https://c\.example"}
+    assert Rules.from_entries(["*"]).entries == {"*"}

@@ -17,7 +17,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from corsengine import Change, ConfigurationError, Policy, ProviderError
+from corsengine import Change, ConfigurationError, Policy, ProviderError, _resolver
 from corsengine._memo import MEMO_SIZE
 from corsengine.providers import (
     BaseProvider,
@@ -648,3 +648,28 @@ def test_evaluate_in_a_running_loop_answers_for_a_static_policy(backend: str) ->
         return policy.evaluate(A).allowed, policy.evaluate("https://x.example.org").allowed
 
     assert anyio.run(main, backend=backend) == (True, True)
+
+
+@pytest.mark.parametrize(
+    ("new", "old", "same"),
+    [
+        (set(), set(), True),
+        (
+            {f"https://{i}.example" for i in range(10_000)},
+            {f"https://{i}.example" for i in range(10_000)},
+            True,
+        ),
+        (
+            {f"https://{i}.example" for i in range(10_000)},
+            {f"https://{i}.example" for i in range(1, 10_001)},
+            False,
+        ),
+        ({"https://a.example"}, {"https://a.example", "https://b.example"}, False),
+    ],
+    ids=["empty", "same-10k", "one-swapped-10k", "one-more"],
+)
+def test_a_reload_is_a_change_exactly_when_the_entries_differ(
+    new: set[str], old: set[str], same: bool
+) -> None:
+    # Compared a slice at a time (a worker thread must not hold the GIL for the whole list).
+    assert _resolver._same(frozenset(new), frozenset(old)) is same
