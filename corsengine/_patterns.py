@@ -9,6 +9,8 @@ port, and ``https://*.example.com:*`` combines both. The scheme is always litera
 from __future__ import annotations
 
 import re
+import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -250,6 +252,10 @@ def _canonical_exact(entry: str) -> bool:
     return _CANONICAL_EXACT(entry) is not None
 
 
+# ``active`` while a compile runs in a worker thread (``providers.dynamic.off_loop_if``).
+in_worker_thread = threading.local()
+
+
 def _all_canonical(chunk: Sequence[object]) -> bool:
     """True when every entry of ``chunk`` is a canonical exact origin (see above)."""
     try:
@@ -280,7 +286,12 @@ def compile_entries(
     subdomains: dict[tuple[str, str, int | None], str] = {}
     any_port: dict[tuple[str, str, int | None], str] = {}
     allow_all = False
+    pause = getattr(in_worker_thread, "active", False)
     for start in range(0, len(items), _CHUNK):
+        if pause and start:
+            # In a worker thread: the GIL goes to the event loop between chunks, which would
+            # otherwise wait for CPython's switch interval (5 ms) to take it back.
+            time.sleep(0)
         chunk = items[start : start + _CHUNK]
         if _all_canonical(chunk):
             # Every entry a canonical exact origin (the usual list): taken whole, a chunk at a

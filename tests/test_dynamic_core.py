@@ -310,6 +310,37 @@ def test_a_large_refreshed_list_is_compiled_in_a_worker_thread(
     anyio.run(main)
 
 
+def test_a_compile_in_a_worker_thread_hands_the_gil_to_the_loop_between_chunks(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Else the event loop waits CPython's switch interval (5 ms) for the GIL at every turn.
+    import time
+
+    from corsengine import _patterns
+
+    pauses: list[tuple[int, float]] = []
+    sleep = time.sleep
+
+    def spy(seconds: float) -> None:
+        pauses.append((threading.get_ident(), seconds))
+        sleep(seconds)
+
+    monkeypatch.setattr(_patterns.time, "sleep", spy)
+    big = [f"https://t{index}.example" for index in range(20_000)]
+    policy = Policy(CallableProvider(lambda: big, ttl=30), clock=clock)
+
+    async def main() -> None:
+        loop_thread = threading.get_ident()
+        assert (await policy.aevaluate("https://t7.example")).allowed  # compiled in a worker
+        assert len(pauses) == len(big) // 512  # one between each two chunks of 512
+        assert all(thread != loop_thread and seconds == 0 for thread, seconds in pauses)
+        pauses.clear()
+        _patterns.Rules.from_entries(big)  # on the loop's own thread: never
+        assert pauses == []
+
+    anyio.run(main)
+
+
 # --- 6. configuration holes -----------------------------------------------------------------
 
 

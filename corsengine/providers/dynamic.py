@@ -11,7 +11,7 @@ import anyio.to_thread
 
 from .._callables import accepts, is_async, name_of
 from .._codes import E024, E026
-from .._patterns import Rules, compile_entries
+from .._patterns import Rules, compile_entries, in_worker_thread
 from .._suffixes import is_loaded
 from ..exceptions import ConfigurationError, Problem, ProviderError
 from ..types import Scope
@@ -50,7 +50,16 @@ def validate_entries(result: object, source: str, *, regexes: Iterable[str] = ()
 
 async def off_loop_if(large: bool, work: Callable[[], T]) -> T:
     """``work()`` in a worker thread when ``large``, so the event loop keeps serving meanwhile."""
-    return await anyio.to_thread.run_sync(work) if large else work()
+    return await anyio.to_thread.run_sync(_in_worker_thread, work) if large else work()
+
+
+def _in_worker_thread(work: Callable[[], T]) -> T:
+    # A compile here hands the GIL to the event loop between chunks (compile_entries).
+    in_worker_thread.active = True
+    try:
+        return work()
+    finally:
+        in_worker_thread.active = False
 
 
 class Compiler:
