@@ -366,7 +366,8 @@ def test_prepared_headers_are_not_used_past_max_stale(clock: FakeClock) -> None:
     assert allow_origin_of(app, "https://a.example") is None
 
 
-def test_predicate_answers_are_never_prepared(clock: FakeClock) -> None:
+def tenant_policy(clock: FakeClock) -> tuple[Policy, set[str], list[str]]:
+    """A policy whose predicate allows the tenants (one, editable) and records each call."""
     tenants = {"https://t.example"}
     calls: list[str] = []
 
@@ -374,7 +375,11 @@ def test_predicate_answers_are_never_prepared(clock: FakeClock) -> None:
         calls.append(origin)
         return origin in tenants
 
-    policy = Policy(PredicateProvider(is_tenant, cache_ttl=10), clock=clock)
+    return Policy(PredicateProvider(is_tenant, cache_ttl=10), clock=clock), tenants, calls
+
+
+def test_predicate_answers_are_never_prepared(clock: FakeClock) -> None:
+    policy, tenants, calls = tenant_policy(clock)
     app = CORSMiddleware(plain_app(), policy=policy)
     assert allow_origin_of(app, "https://t.example") == b"https://t.example"
     assert allow_origin_of(app, "https://t.example") == b"https://t.example"
@@ -437,14 +442,7 @@ def test_prepared_preflights_of_an_allowlist_that_expires_end_with_it(clock: Fak
 
 
 def test_prepared_preflights_of_a_predicate_end_with_its_cached_answer(clock: FakeClock) -> None:
-    tenants = {"https://t.example"}
-    calls: list[str] = []
-
-    def is_tenant(origin: str) -> bool:
-        calls.append(origin)
-        return origin in tenants
-
-    policy = Policy(PredicateProvider(is_tenant, cache_ttl=10), clock=clock)
+    policy, tenants, calls = tenant_policy(clock)
     app = CORSMiddleware(plain_app(), policy=policy)
     assert preflight_allows(app, "https://t.example") and preflight_allows(app, "https://t.example")
     assert policy.preflights.get((b"https://t.example", b"GET", None, False)) is not None
