@@ -4,7 +4,8 @@ Each memo belongs to one `State` of the resolver, so a swap, a refresh or a load
 changed the rules starts empty ones: nothing a memo holds can outlive the allowlist it was
 learned from. A memo is cleared when full, so a flood of distinct origins keeps at most
 ``size`` entries (and clearing is cheaper per request than any eviction order). The request
-path reads ``entries`` directly: a dict read, not a method call.
+path reads dicts directly (``entries``, `Prepared`'s ``answers`` and ``preflights``): a dict
+read, not a method call.
 """
 
 from __future__ import annotations

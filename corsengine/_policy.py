@@ -104,8 +104,10 @@ def _keep_until(state: State, origin: str) -> float | None:
 def _unexpired(state: State, clock: Clock) -> Prepared:
     """A snapshot's prepared answers, without those whose time has come."""
     prepared = state.memos.prepared
-    if _expires(state) and prepared.until <= clock():
-        prepared.expire(clock())
+    if _expires(state):
+        now = clock()
+        if prepared.until <= now:
+            prepared.expire(now)
     return prepared
 
 
